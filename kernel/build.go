@@ -21,7 +21,7 @@ import (
 
 // FormatVersion changes whenever the harness builds differently, so old
 // cached builds are not taken for new ones.
-const FormatVersion = "nlmmap-kernel-1"
+const FormatVersion = "nlmmap-kernel-2"
 
 // Flavor is a named kernel configuration.
 type Flavor struct {
@@ -336,7 +336,11 @@ type maker struct {
 }
 
 // Reproducible build metadata: the same inputs give the same uname -v.
+// An empty (but set) LOCALVERSION keeps scripts/setlocalversion from
+// appending "+" because the tree is a git checkout: the release is exactly
+// <version>-nlmmap from CONFIG_LOCALVERSION.
 var kbuildEnv = []string{
+	"LOCALVERSION=",
 	"KBUILD_BUILD_USER=nlmmap",
 	"KBUILD_BUILD_HOST=nlmmap",
 	"KBUILD_BUILD_TIMESTAMP=Sat Jan  1 00:00:00 UTC 2000",
