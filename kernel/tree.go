@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Fixed identity and date of every commit the harness makes, so the same
@@ -49,6 +50,7 @@ func ImportPristine(src *Source, cacheRoot string, log io.Writer) (*Pristine, er
 		return nil, fmt.Errorf("import kernel source: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	start := time.Now()
 	fmt.Fprintf(log, "kernel: importing %s (%s) into %s (once per source; takes a minute or two)\n", src.Path, src.Origin, repo)
 	if err := copySource(src, tmp); err != nil {
 		return nil, fmt.Errorf("import kernel source %s: %w", src.Path, err)
@@ -78,6 +80,7 @@ func ImportPristine(src *Source, cacheRoot string, log io.Writer) (*Pristine, er
 	if err != nil {
 		return nil, fmt.Errorf("import kernel source: %w", err)
 	}
+	fmt.Fprintf(log, "kernel: imported Linux %s as base commit %s in %s\n", ver, strings.TrimSpace(base)[:12], time.Since(start).Round(time.Second))
 	return &Pristine{Repo: repo, BaseCommit: strings.TrimSpace(base), Version: ver}, nil
 }
 

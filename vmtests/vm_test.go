@@ -67,6 +67,13 @@ func TestGuest(t *testing.T) {
 		to.PerTest = d
 		to.VM = to.Boot + time.Duration(n)*d + time.Minute
 	}
+	// Stay inside go test -timeout, so a hung guest is reported by us
+	// (with the running test) rather than by a go test panic.
+	if dl, ok := t.Deadline(); ok {
+		if left := time.Until(dl) - time.Minute; left < to.VM {
+			to.VM = left
+		}
+	}
 	t.Logf("%d guest tests; timeouts: boot %s, per test %s, VM %s", n, to.Boot, to.PerTest, to.VM)
 
 	res, bootErr := boot.Boot(ctx, boot.Options{

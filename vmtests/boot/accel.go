@@ -107,6 +107,11 @@ func ChooseAccel(ctx context.Context, o ProbeOptions) (Verdict, error) {
 		v.Accel, v.Reason = "tcg", fmt.Sprintf("kvm probe: guest did not reach user space in %s", o.Timeout)
 	case ctx.Err() != nil:
 		return Verdict{}, fmt.Errorf("choose accelerator: %w", ctx.Err())
+	case errors.As(err, &be) && be.Kind == Stopped && !be.ReachedUserspace:
+		v.Accel, v.Reason = "tcg", "kvm probe: QEMU exited before the guest reached user space"
+		if be.Err != nil {
+			v.Reason += " (" + be.Err.Error() + ")"
+		}
 	default:
 		v.Accel, v.Reason = "tcg", "kvm probe failed: "+firstLine(err.Error())
 	}

@@ -71,10 +71,12 @@ type BootError struct {
 	// Running is "<pkg> <Test>" of the test that was running, if any.
 	Running string
 	Message string
-	Tail    []string
-	Console string
-	Cmdline string
-	Err     error
+	// ReachedUserspace is true once "nlmmap: userspace up" was seen.
+	ReachedUserspace bool
+	Tail             []string
+	Console          string
+	Cmdline          string
+	Err              error
 }
 
 func (e *BootError) Error() string {
@@ -88,6 +90,10 @@ func (e *BootError) Error() string {
 			fmt.Fprintf(&b, " while %s was running (last BEGIN marker)", e.Running)
 		}
 	case Stopped:
+		if !e.ReachedUserspace {
+			b.WriteString("boot: QEMU exited before the guest reached user space")
+			break
+		}
 		b.WriteString("boot: the VM stopped before the guest runner finished (a kernel panic or a crash of init?)")
 		if e.Running != "" {
 			fmt.Fprintf(&b, "; %s was running (last BEGIN marker)", e.Running)
@@ -244,8 +250,8 @@ loop:
 	}
 	<-w.fin
 	res.Duration = time.Since(start)
-	tail, fatal, _, finished := w.snapshot()
-	be := &BootError{Kind: reason, Tail: tail, Console: res.ConsolePath, Cmdline: res.Cmdline, Running: running}
+	tail, fatal, reachedUp, finished := w.snapshot()
+	be := &BootError{Kind: reason, Tail: tail, Console: res.ConsolePath, Cmdline: res.Cmdline, Running: running, ReachedUserspace: reachedUp}
 	switch {
 	case reason == NoUserspace:
 		be.Timeout = o.BootTimeout

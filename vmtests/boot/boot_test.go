@@ -125,6 +125,13 @@ func TestBootOutcomes(t *testing.T) {
 			wantMsg:     "Kernel panic - not syncing",
 		},
 		{
+			name:     "QEMU dies before user space",
+			lines:    consoleLines(3),
+			tail:     "kill -ABRT $$",
+			wantKind: Stopped,
+			wantMsg:  "QEMU exited before the guest reached user space",
+		},
+		{
 			name:     "runner fails",
 			lines:    []string{up, "[    1.500000] nlmmap: FATAL read plan: no such file"},
 			tail:     "exit 0",
@@ -200,6 +207,7 @@ func TestChooseAccel(t *testing.T) {
 		{name: "bad override", env: map[string]string{"NLMMAP_ACCEL": "hvf"}, wantErr: true},
 		{name: "no kvm", kvm: false, qemu: hang, wantAccel: "tcg", wantReason: "no usable /dev/kvm"},
 		{name: "kvm hangs", kvm: true, qemu: hang, wantAccel: "tcg", wantReason: "kvm probe: guest did not reach user space in 2s"},
+		{name: "QEMU aborts under kvm", kvm: true, qemu: fakeQEMU(t, nil, "kill -ABRT $$"), wantAccel: "tcg", wantReason: "kvm probe: QEMU exited before the guest reached user space (signal: aborted)"},
 		{name: "kvm works", kvm: true, qemu: works, wantAccel: "kvm", wantReason: "kvm probe: guest reached user space"},
 	}
 	for _, tt := range tests {
