@@ -250,6 +250,8 @@ loop:
 	}
 	<-w.fin
 	res.Duration = time.Since(start)
+	// 9p's mapped-file model creates the guest's files 0600 on the host.
+	os.Chmod(res.ResultsPath, 0o644)
 	tail, fatal, reachedUp, finished := w.snapshot()
 	be := &BootError{Kind: reason, Tail: tail, Console: res.ConsolePath, Cmdline: res.Cmdline, Running: running, ReachedUserspace: reachedUp}
 	switch {
