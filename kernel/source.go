@@ -416,7 +416,9 @@ func gitOut(dir string, args ...string) (string, error) {
 
 func gitEnvOut(dir string, env []string, args ...string) (string, error) {
 	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	// GIT_OPTIONAL_LOCKS=0: identifying a KERNEL_SRC checkout must not
+	// even refresh its index.
+	cmd.Env = append(append(os.Environ(), "GIT_OPTIONAL_LOCKS=0"), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

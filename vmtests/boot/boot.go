@@ -21,6 +21,7 @@ const DefaultQEMU = "qemu-system-x86_64"
 // Files in the run directory.
 const (
 	ConsoleFile = "console.log"
+	CmdlineFile = "qemu-cmdline.txt"
 )
 
 // Options configures one boot.
@@ -166,7 +167,7 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		ConsolePath: filepath.Join(runDir, ConsoleFile),
 		ResultsPath: filepath.Join(runDir, guestrun.ResultsFile),
 	}
-	for _, f := range []string{res.ConsolePath, res.ResultsPath, filepath.Join(runDir, guestrun.PlanFile)} {
+	for _, f := range []string{res.ConsolePath, res.ResultsPath, filepath.Join(runDir, guestrun.PlanFile), filepath.Join(runDir, CmdlineFile)} {
 		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
 			return nil, fmt.Errorf("boot: clean run directory: %w", err)
 		}
@@ -199,6 +200,8 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 	}
 	if args, err := opts.Cmdline(); err == nil {
 		res.Cmdline = quote(args)
+		// For reproducing the boot by hand (and, later, repro bundles).
+		os.WriteFile(filepath.Join(runDir, CmdlineFile), []byte(res.Cmdline+"\n"), 0o644)
 	}
 	vmctx, kill := context.WithCancel(ctx)
 	defer kill()
