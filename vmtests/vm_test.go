@@ -21,7 +21,8 @@ import (
 // Environment: NLMMAP_KERNEL, NLMMAP_INITRAMFS (required), NLMMAP_RUN (a
 // go test -run filter for guest tests), NLMMAP_ACCEL (kvm|tcg; probed when
 // unset), NLMMAP_TEST_TIMEOUT (per guest test; scaled default),
-// NLMMAP_RUN_DIR (default out/run next to the kernel's out/<flavor>/).
+// NLMMAP_RUN_DIR (default out/run next to the kernel's out/<flavor>/),
+// NLMMAP_QEMU (the QEMU binary; the harness's own tests use a fake).
 func TestGuest(t *testing.T) {
 	kern, initrd := os.Getenv("NLMMAP_KERNEL"), os.Getenv("NLMMAP_INITRAMFS")
 	if kern == "" || initrd == "" {
@@ -53,7 +54,8 @@ func TestGuest(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	verdict, err := boot.ChooseAccel(ctx, boot.ProbeOptions{Kernel: kern, Initramfs: initrd, CacheRoot: kernel.CacheRoot(nil)})
+	qemuCmd := os.Getenv("NLMMAP_QEMU")
+	verdict, err := boot.ChooseAccel(ctx, boot.ProbeOptions{Kernel: kern, Initramfs: initrd, CacheRoot: kernel.CacheRoot(nil), QEMU: qemuCmd})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +87,7 @@ func TestGuest(t *testing.T) {
 			KernelRelease: strings.TrimSpace(string(release)),
 		},
 		BootTimeout: to.Boot, VMTimeout: to.VM,
+		QEMU: qemuCmd,
 	})
 	if res != nil {
 		t.Logf("console: %s (VM ran %s)", res.ConsolePath, res.Duration.Round(100*time.Millisecond))
