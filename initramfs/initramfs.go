@@ -122,7 +122,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build initramfs: %w\nNext: install Go (see go.mod for the version)", err)
 	}
-	key, err := Key(o.RepoRoot, strings.TrimSpace(goVersion), o.GOARCH, o.Inputs)
+	inputs, err := localDeps(ctx, o.RepoRoot, o.GOARCH)
+	if err != nil {
+		return nil, err
+	}
+	key, err := Key(o.RepoRoot, strings.TrimSpace(goVersion), o.GOARCH, append(append([]string{}, o.Inputs...), inputs...))
 	if err != nil {
 		return nil, err
 	}
@@ -285,4 +289,39 @@ func goOutput(ctx context.Context, dir string, env []string, args ...string) (st
 		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return string(out), nil
+}
+
+// localDeps returns the directories, relative to root, of the module's own
+// packages that the guest tests and the runner import from outside guest/
+// and initramfs/ (a guest test of a library elsewhere in the repository must
+// rebuild the image when the library changes).
+func localDeps(ctx context.Context, root, goarch string) ([]string, error) {
+	out, err := goOutput(ctx, root, []string{"GOOS=linux", "GOARCH=" + goarch, "CGO_ENABLED=0"},
+		"list", "-deps", "-test", "-f", "{{if not .Standard}}{{.Dir}}{{end}}", "./guest/...", "./initramfs/uinit")
+	if err != nil {
+		if strings.Contains(err.Error(), "matched no packages") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list guest test dependencies: %w", err)
+	}
+	absRoot, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var dirs []string
+	for _, d := range strings.Split(strings.TrimSpace(out), "\n") {
+		rel, err := filepath.Rel(absRoot, d)
+		if d == "" || err != nil || strings.HasPrefix(rel, "..") || seen[rel] {
+			continue
+		}
+		top := strings.Split(rel, string(filepath.Separator))[0]
+		if top == "guest" || top == "initramfs" {
+			continue // hashed whole
+		}
+		seen[rel] = true
+		dirs = append(dirs, rel)
+	}
+	sort.Strings(dirs)
+	return dirs, nil
 }
