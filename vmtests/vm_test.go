@@ -166,9 +166,6 @@ func report(t *testing.T, g *boot.Test, why string) {
 	out := strings.Join(g.Output, "")
 	switch g.State {
 	case "pass":
-		if testing.Verbose() {
-			t.Log("guest output:\n" + out)
-		}
 	case "skip":
 		t.Skip(g.SkipReason())
 	case "fail":

@@ -60,12 +60,14 @@ func Guest(ctx context.Context, kmsg io.Writer) error {
 	}
 	defer res.Close()
 	r := &Runner{
-		Plan:      plan,
-		Manifest:  m,
-		Kmsg:      kmsg,
-		Results:   res,
-		Sync:      res.Sync,
-		Log:       os.Stdout,
+		Plan:     plan,
+		Manifest: m,
+		Kmsg:     kmsg,
+		Results:  res,
+		Sync:     res.Sync,
+		// No per-test lines on stdout: it is the serial console, where
+		// they would interleave with the kernel's records and cut markers.
+		Log:       nil,
 		Test2JSON: "/bin/test2json",
 	}
 	start := time.Now()
@@ -76,7 +78,7 @@ func Guest(ctx context.Context, kmsg io.Writer) error {
 	if err := res.Sync(); err != nil {
 		return fmt.Errorf("sync results: %w", err)
 	}
-	fmt.Fprintf(os.Stdout, "nlmmap: %d passed, %d failed, %d skipped in %s\n", sum.Pass, sum.Fail, sum.Skip, time.Since(start).Round(time.Second))
+	fmt.Fprintf(kmsg, "nlmmap: guest tests: %d passed, %d failed, %d skipped in %s\n", sum.Pass, sum.Fail, sum.Skip, time.Since(start).Round(time.Second))
 	io.WriteString(kmsg, MarkerDone+"\n")
 	return nil
 }

@@ -45,8 +45,10 @@ func Fatal(msg string) string {
 	return "nlmmap: FATAL " + strings.ReplaceAll(msg, "\n", " | ")
 }
 
-// A console line: optional "[   12.345678] " printk time, then the marker.
-var markerRe = regexp.MustCompile(`^(?:\[\s*\d+\.\d+\]\s*)?nlmmap: (userspace up|BEGIN|END|DONE|FATAL)(?: (.*))?$`)
+// A console line: the marker at the start of the line, or after a printk
+// timestamp anywhere in it: output that some process wrote to the console
+// without a newline can precede the kernel's record on the same line.
+var markerRe = regexp.MustCompile(`(?:^|\[\s*\d+\.\d+\]\s*)nlmmap: (userspace up|BEGIN|END|DONE|FATAL)(?: (.*))?$`)
 
 // ParseMarker parses one console line; ok is false for any other line.
 func ParseMarker(line string) (m Marker, ok bool) {

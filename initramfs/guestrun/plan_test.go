@@ -79,7 +79,10 @@ func TestParseMarker(t *testing.T) {
 		{"[   12.5] nlmmap: END p TestUname FAIL", Marker{Kind: KindEnd, Package: "p", Test: "TestUname", Result: "FAIL"}, true},
 		{"[ 13.0] nlmmap: DONE", Marker{Kind: KindDone}, true},
 		{"[ 13.0] nlmmap: FATAL read plan: no such file", Marker{Kind: KindFatal, Message: "read plan: no such file"}, true},
+		// Seen for real: the runner's stdout and a kernel record on one line.
+		{"PASS basic.TestParseMessagesErro[    2.386451] nlmmap: DONE", Marker{Kind: KindDone}, true},
 		{"Linux version 6.12.117-nlmmap (nlmmap@nlmmap)", Marker{}, false},
+		{"some text nlmmap: DONE", Marker{}, false},
 		{"Kernel command line: VMTEST_MOUNT9P_fsdev0=nlmmap console=ttyS0", Marker{}, false},
 		{"[ 1.0] nlmmap: BEGIN only-one-field", Marker{}, false},
 	}

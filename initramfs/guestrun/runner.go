@@ -36,7 +36,8 @@ type Runner struct {
 	Results io.Writer
 	// Sync, if set, is called after each test to flush Results.
 	Sync func() error
-	// Log receives a human-readable line per test (the console).
+	// Log, if set, receives a human-readable line per test. In the guest
+	// it stays nil: stdout is the serial console, shared with the kernel.
 	Log io.Writer
 	// Test2JSON is the path of the test2json binary.
 	Test2JSON string
