@@ -22,43 +22,60 @@ import "fmt"
 // order delivers messages in the order the kernel published them, none
 // lost, none twice.
 //
-// Only a store of UNUSED into a frame the kernel walked over as SKIP can
-// break (H): if the user releases a held frame that the kernel has already
-// skipped in the current lap while the reader has not reached it yet, a
-// naive reader parks at that free frame while later frames are VALID, and
-// once the kernel wraps it fills the frame and the reader reads the newest
-// message first. So this reader never stores UNUSED over SKIP on the spot.
-// Releasing a held frame only marks it released locally (it stays SKIP,
-// so both sides keep walking over it), and the reader decides when it
-// reaches the frame at its head, before storing anything (resolve):
+// Only a store of UNUSED into a frame that a kernel walk passed over as
+// SKIP can break (H). If the user releases a held frame after the kernel
+// skipped it in the current lap but before the reader got there, a naive
+// reader parks at that free frame while later frames are VALID, and once
+// the kernel wraps it fills the frame and the reader reads the newest
+// message first. Worse, a walk is not atomic with respect to user space: a
+// walk may read SKIP, then user space stores UNUSED, then the walk goes on
+// and fills a later frame. So this reader never stores UNUSED over SKIP on
+// the spot. Releasing a held frame only marks it released locally (it
+// stays SKIP, so both sides keep walking over it), and the reader decides
+// when the frame p is at its head, at position P (resolve):
 //
-//   - Scan forward from the frame, over frames that are SKIP in memory
-//     (held or released), to the first frame F that is not.
-//   - F is the kernel's and not UNUSED (RESERVED, VALID, COPY): the kernel
-//     claimed F after walking past our frame, so K is beyond it. Move R
-//     past the frame first, then store UNUSED. The kernel meets the frame
-//     again only a lap later, after every frame the reader reads before
-//     getting back to it, so (H) holds.
-//   - F is UNUSED: K is not beyond our frame (if it were, the frame at K-1
-//     would be filled and unread, and F would be that frame or come
-//     before it). Storing UNUSED now could race with a kernel walk that
-//     already read SKIP here and is about to fill F, so wait, leaving the
-//     frame SKIP. The next delivery walks past it and fills F, which is
-//     the evidence the first case needs.
-//   - F was handed out by Next and not released: the kernel cannot pass F
-//     either way; wait until the user releases it (as above).
-//   - There is no F, every other frame is SKIP: the kernel cannot fill
-//     any frame but this one, so a walk that read SKIP here just before
-//     our store ends in a drop and cannot leave a hole. Store UNUSED and
-//     stay; the kernel fills this frame next. This relies on the kernel
-//     serializing deliveries into one ring, which it must do anyway.
+//   - Scan the other frames from p on, over frames that are SKIP in memory
+//     (held or released), to the first one that is not, A.
+//   - A is UNUSED: by (H) the kernel has not passed P (if it had, the
+//     frame at K-1 would be filled and unread, and A would be that frame
+//     or come before it). A walk may be reading SKIP at P right now and
+//     go on to fill A, so storing UNUSED could leave a hole. Wait, leaving
+//     p SKIP; the next delivery skips p and fills A, which is the evidence
+//     the next case needs.
+//   - A was handed out by Next and not released: the kernel cannot pass
+//     A. Wait as above.
+//   - There is no A, every other frame is SKIP: no walk can fill anything
+//     but p, so one that read SKIP at P ends in a drop. Store UNUSED and
+//     stay on p; the kernel fills it next. While the reader waits on p it
+//     stores nothing else, so that walk is over before anything changes.
+//   - A holds a message (RESERVED, VALID, COPY): the kernel passed P. Move
+//     the reader past p; p's next visit V is a lap on, after every frame
+//     the reader reads before getting back to it. The danger is a walk W
+//     that reads SKIP at V before our store and then fills a frame after
+//     V. W can only get to V over SKIP frames, so any frame that stays
+//     UNUSED from before our store until after it proves no W: a walk
+//     meeting it claims it and stops. So the reader picks such a witness
+//     u among the other frames before storing UNUSED at p and checks u
+//     after. If there is no witness (every other frame is SKIP or holds
+//     a message) or it was claimed in between, W may exist; but W stops
+//     at A's next visit as long as A still holds a message. So A becomes
+//     the barrier of a fence: its return to UNUSED (or SKIP) is deferred
+//     until p itself is seen claimed, by a walk that must have started
+//     after W ended, since walks into one ring are serialized. While a
+//     fence is up, further released frames that the kernel passed are
+//     skipped without a store and resolved again a lap later. The cost:
+//     the barrier frame comes back to the kernel one delivery late.
 //
 // Releasing a frame that is VALID (handed out by Next, never held) stores
-// UNUSED at once: the kernel cannot have walked past a VALID frame, so it
-// is not behind K. Holding stores SKIP at once: that never breaks (H).
+// UNUSED at once: no walk passes a VALID frame, so it is not behind K and
+// none is in flight beyond it. Holding stores SKIP at once: that never
+// breaks (H).
 //
 // A RESERVED frame at R is being written: nothing to read yet. The kernel
 // wakes poll() when it publishes it.
+//
+// The reader assumes the kernel serializes deliveries into one ring (one
+// walk at a time), as it must anyway to claim frames.
 
 // slotState is what this reader knows about a frame beyond its status
 // word.
@@ -76,6 +93,9 @@ const (
 	// slotReleased: the user released a held frame. Status still SKIP
 	// until resolve finds it safe to store UNUSED.
 	slotReleased
+	// slotDeferred: the fence barrier, given back by the reader or the
+	// user while the fence is up. Status still VALID or COPY.
+	slotDeferred
 )
 
 type rxRing struct {
@@ -83,6 +103,17 @@ type rxRing struct {
 	head  int
 	state []slotState
 	gen   []uint32 // bumped each time a frame is handed out or given back
+	fence fence
+}
+
+// fence is up while a released frame was freed without proof that no
+// walk is still going past it (see resolve). The barrier frame must stay
+// VALID or COPY in memory until the witness frame is seen claimed.
+type fence struct {
+	up         bool
+	witness    int  // the freed frame
+	barrier    int  // the first frame after it that holds a message
+	skipOnLift bool // the barrier was held while the fence was up
 }
 
 func newRXRing(f frames) *rxRing {
@@ -105,26 +136,38 @@ type rxMsg struct {
 // way. ok is false when there is nothing to read yet. The head stays on
 // the returned frame until consume.
 func (r *rxRing) peek() (m rxMsg, ok bool, err error) {
+	r.liftFence()
 	for range r.f.n {
 		i := r.head
 		switch r.state[i] {
 		case slotHeld:
 			r.head = r.f.next(i)
 			continue
-		case slotOut:
+		case slotOut, slotDeferred:
 			// A full lap of frames handed out: the kernel is stuck
 			// behind this one too.
 			return rxMsg{}, false, nil
 		case slotReleased:
-			switch r.resolve(i) {
+			res := r.resolve(i)
+			switch res.kind {
 			case resolveWait:
 				return rxMsg{}, false, nil
 			case resolvePassed:
 				r.head = r.f.next(i)
+				if r.fence.up {
+					// One fence at a time: keep it SKIP, both sides
+					// walk over it; it is resolved again in a lap.
+					continue
+				}
 				r.state[i] = slotKernel
 				// Release: pairs with the acquire load of the kernel's
 				// walk when it comes back to frame i, a lap later.
 				r.f.store(i, StatusUnused)
+				// Acquire: pairs with the kernel's release store of
+				// RESERVED when it claims the witness.
+				if res.witness < 0 || r.f.load(res.witness) != StatusUnused {
+					r.fence = fence{up: true, witness: i, barrier: res.barrier}
+				}
 				continue
 			case resolveHere:
 				r.state[i] = slotKernel
@@ -161,44 +204,101 @@ func (r *rxRing) peek() (m rxMsg, ok bool, err error) {
 	return rxMsg{}, false, nil
 }
 
-type resolution int
+type resolveKind int
 
 const (
-	resolveWait   resolution = iota // not safe yet: leave the frame SKIP and wait
-	resolvePassed                   // the kernel walked past it: skip it, then free it
-	resolveHere                     // no other frame the kernel could fill: free it and wait on it
+	resolveWait   resolveKind = iota // not safe yet: leave the frame SKIP and wait
+	resolvePassed                    // the kernel walked past it: move on, free it if provably safe
+	resolveHere                      // no other frame the kernel could fill: free it and wait on it
 )
+
+type resolution struct {
+	kind    resolveKind
+	barrier int // resolvePassed: the first frame after p that holds a message
+	witness int // resolvePassed: a frame of the kernel's that is UNUSED, or -1
+}
 
 // resolve decides what to do with the released-but-still-SKIP frame p at
 // the reader's head. See the comment at the top of this file.
 func (r *rxRing) resolve(p int) resolution {
+	res := resolution{kind: resolveHere, barrier: -1, witness: -1}
 	for i := r.f.next(p); i != p; i = r.f.next(i) {
 		switch r.state[i] {
 		case slotHeld, slotReleased:
 			continue // SKIP in memory: the kernel walks over it too
-		case slotOut:
-			return resolveWait
+		case slotOut, slotDeferred:
+			if res.barrier < 0 {
+				return resolution{kind: resolveWait}
+			}
+			continue
 		}
 		// Acquire: pairs with the kernel's release stores of RESERVED,
 		// VALID and COPY.
 		switch r.f.load(i) {
 		case StatusReserved, StatusValid, StatusCopy:
-			return resolvePassed
+			if res.barrier < 0 {
+				res.kind, res.barrier = resolvePassed, i
+			}
+		case StatusUnused:
+			if res.barrier < 0 {
+				// The kernel's next walk fills it after skipping p.
+				return resolution{kind: resolveWait}
+			}
+			res.witness = i
+			return res
 		default:
-			// UNUSED: the kernel's next walk fills it after skipping p.
-			// Anything else is corrupt and reported when read.
-			return resolveWait
+			// Corrupt; reported when the reader gets there.
+			return resolution{kind: resolveWait}
 		}
 	}
-	return resolveHere
+	return res
 }
+
+// liftFence takes the fence down once its witness was claimed, and gives
+// the barrier frame the status its owner asked for meanwhile.
+func (r *rxRing) liftFence() {
+	if !r.fence.up {
+		return
+	}
+	// Acquire: pairs with the kernel's release store of RESERVED when a
+	// walk claims the witness; that walk began after any walk that read
+	// SKIP there had ended.
+	if r.f.load(r.fence.witness) == StatusUnused {
+		return
+	}
+	r.lift()
+}
+
+func (r *rxRing) lift() {
+	b := r.fence.barrier
+	switch {
+	case r.state[b] == slotDeferred:
+		r.state[b] = slotKernel
+		// Release: pairs with the kernel's acquire load before reuse.
+		r.f.store(b, StatusUnused)
+	case r.state[b] == slotHeld && r.fence.skipOnLift:
+		r.f.store(b, StatusSkip)
+	}
+	r.fence = fence{}
+}
+
+// fenced reports whether frame i is the barrier of a fence that is up.
+func (r *rxRing) fenced(i int) bool { return r.fence.up && r.fence.barrier == i }
 
 // consume moves the head past the frame peek returned. Without keep the
 // frame goes straight back to the kernel; with keep it is handed out and
 // the returned generation names this hand-out for release and hold.
 func (r *rxRing) consume(slot int, keep bool) uint32 {
+	if r.fence.up && slot == r.fence.witness {
+		// A message in the witness frame: it was claimed.
+		r.lift()
+	}
 	r.head = r.f.next(slot)
 	if !keep {
+		if r.fenced(slot) {
+			r.state[slot] = slotDeferred
+			return 0
+		}
 		// Release: pairs with the kernel's acquire load before it
 		// reuses the frame, so our reads of it are done first.
 		r.f.store(slot, StatusUnused)
@@ -216,12 +316,22 @@ func (r *rxRing) release(slot int, gen uint32) error {
 	}
 	switch r.state[slot] {
 	case slotOut:
+		if r.fenced(slot) {
+			r.state[slot] = slotDeferred
+			break
+		}
 		r.state[slot] = slotKernel
 		// Release: pairs with the kernel's acquire load before it
 		// reuses the frame. Safe at once: the kernel cannot have walked
 		// past a VALID frame, so this cannot leave a hole behind it.
 		r.f.store(slot, StatusUnused)
 	case slotHeld:
+		if r.fenced(slot) && r.fence.skipOnLift {
+			// Never went SKIP in memory: give it back like a VALID one.
+			r.fence.skipOnLift = false
+			r.state[slot] = slotDeferred
+			break
+		}
 		// Stays SKIP in memory; resolve frees it when the reader gets
 		// there and it is safe.
 		r.state[slot] = slotReleased
@@ -240,6 +350,10 @@ func (r *rxRing) hold(slot int, gen uint32) error {
 	switch r.state[slot] {
 	case slotOut:
 		r.state[slot] = slotHeld
+		if r.fenced(slot) {
+			r.fence.skipOnLift = true // stays VALID until the fence lifts
+			break
+		}
 		// Release: our reads of the frame happened before; the kernel
 		// only reads the status of a SKIP frame.
 		r.f.store(slot, StatusSkip)
@@ -255,7 +369,7 @@ func (r *rxRing) hold(slot int, gen uint32) error {
 func (r *rxRing) counts() (out, held int) {
 	for _, s := range r.state {
 		switch s {
-		case slotOut:
+		case slotOut, slotDeferred:
 			out++
 		case slotHeld, slotReleased:
 			held++

@@ -2,6 +2,7 @@ package ring
 
 import (
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -52,7 +53,7 @@ func newHarness(n int, naive bool) *rxHarness {
 	f := testFrames(n, 64)
 	h := &rxHarness{k: newSimKernel(f), handles: map[uint32]handle{}}
 	if naive {
-		h.r = &naiveReader{f: f, held: make([]bool, n)}
+		h.r = &naiveReader{f: f, held: make([]bool, n), out: map[int]bool{}}
 	} else {
 		h.r = realReader{newRXRing(f)}
 	}
@@ -137,14 +138,15 @@ func seqs(ms []simMsg) []uint32 {
 	return s
 }
 
-// naiveReader is the reader the rxRing comment warns about: it frees a
-// held frame on release and takes UNUSED at its head to mean "empty". The
-// tests run it to show that they catch the stall and the reordering.
+// naiveReader is the reader the rxRing comment warns about: it tracks
+// which frames it handed out and holds, but frees a held frame the moment
+// it is released and takes UNUSED at its head to mean "empty". The tests
+// run it to show that they catch the stall and the reordering this causes.
 type naiveReader struct {
 	f    frames
 	head int
 	held []bool
-	gen  uint32
+	out  map[int]bool
 }
 
 func (r *naiveReader) next() (int, uint32, Status, bool, error) {
@@ -154,11 +156,14 @@ func (r *naiveReader) next() (int, uint32, Status, bool, error) {
 			r.head = r.f.next(i)
 			continue
 		}
+		if r.out[i] {
+			return 0, 0, 0, false, nil
+		}
 		switch st := r.f.load(i); st {
 		case StatusValid:
 			r.head = r.f.next(i)
-			r.gen++
-			return i, r.gen, st, true, nil
+			r.out[i] = true
+			return i, 0, st, true, nil
 		case StatusCopy:
 			r.head = r.f.next(i)
 			r.f.store(i, StatusUnused)
@@ -171,13 +176,13 @@ func (r *naiveReader) next() (int, uint32, Status, bool, error) {
 }
 
 func (r *naiveReader) release(slot int, _ uint32) error {
-	r.held[slot] = false
+	r.held[slot], r.out[slot] = false, false
 	r.f.store(slot, StatusUnused)
 	return nil
 }
 
 func (r *naiveReader) hold(slot int, _ uint32) error {
-	r.held[slot] = true
+	r.held[slot], r.out[slot] = true, false
 	r.f.store(slot, StatusSkip)
 	return nil
 }
@@ -228,7 +233,7 @@ func TestRXScripts(t *testing.T) {
 			d(4), rd(4), d(5), d(6), rd(5), rd(6), d(7), rd(7), none, drops(0)}},
 		{"all frames held, then released: freed in place", 3, []rxStep{
 			d(1), d(2), d(3), nx(1), nx(2), nx(3), hd(1), hd(2), hd(3), d(4), drops(1),
-			rl(2), rl(3), rl(1), none, d(5), rd(5), d(6), rd(6), d(7), d(8), rd(7), rd(8), drops(1)}},
+			rl(2), rl(3), rl(1), none, d(5), rd(5), d(6), rd(6), d(7), rd(7), d(8), d(9), rd(8), rd(9), drops(1)}},
 		{"handed-out frame blocks the kernel", 2, []rxStep{
 			d(1), d(2), nx(1), rd(2), d(3), drops(1), none, rl(1), d(4), rd(4), none}},
 		{"released frame behind a handed-out frame", 3, []rxStep{
@@ -310,22 +315,32 @@ func runScript(h *rxHarness, steps []rxStep) error {
 // messages come out in publish order, none lost or repeated; then that
 // after everything is released the ring drains and recycles every frame.
 func TestRXModel(t *testing.T) {
-	seeds := 3000
+	seeds := *modelSeeds
 	if testing.Short() {
-		seeds = 300
+		seeds /= 10
 	}
+	fences := 0
 	for seed := range seeds {
-		if err := runModel(uint64(seed), false); err != nil {
+		st, err := runModel(uint64(seed), false)
+		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
+		fences += st.fences
 	}
+	// The fence is the rarest path; make sure the interleavings reach it.
+	if fences == 0 {
+		t.Errorf("%d seeds never raised a fence", seeds)
+	}
+	t.Logf("%d seeds, %d fences", seeds, fences)
 }
+
+var modelSeeds = flag.Int("ring.seeds", 3000, "random interleavings TestRXModel runs")
 
 // TestRXModelCatchesNaiveReader shows that TestRXModel can fail: the same
 // random interleavings catch the naive reader.
 func TestRXModelCatchesNaiveReader(t *testing.T) {
 	for seed := range 3000 {
-		if err := runModel(uint64(seed), true); err != nil {
+		if _, err := runModel(uint64(seed), true); err != nil {
 			t.Logf("seed %d: %v", seed, err)
 			return
 		}
@@ -333,7 +348,9 @@ func TestRXModelCatchesNaiveReader(t *testing.T) {
 	t.Fatal("no seed caught the naive reader")
 }
 
-func runModel(seed uint64, naive bool) error {
+type modelStats struct{ fences int }
+
+func runModel(seed uint64, naive bool) (st modelStats, err error) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	n := 1 + rng.IntN(6)
 	h := newHarness(n, naive)
@@ -353,6 +370,16 @@ func runModel(seed uint64, naive bool) error {
 	}
 	// Let the kernel act between any two of the reader's status accesses.
 	f := readerFrames(h)
+	rr, _ := h.r.(realReader)
+	wasUp := false
+	countFence := func() {
+		if up := rr.r != nil && rr.r.fence.up; up != wasUp {
+			if up {
+				st.fences++
+			}
+			wasUp = up
+		}
+	}
 	f.hook = func() {
 		for rng.IntN(3) == 0 {
 			if rng.IntN(4) == 0 {
@@ -396,8 +423,9 @@ func runModel(seed uint64, naive bool) error {
 			err = h.release(pick(&held))
 		}
 		if err != nil {
-			return fmt.Errorf("%v\nhistory:%s", err, h.k.history())
+			return st, fmt.Errorf("%v\nhistory:%s", err, h.k.history())
 		}
+		countFence()
 	}
 
 	// Quiesce: finish the delivery in progress, give everything back and
@@ -407,37 +435,37 @@ func runModel(seed uint64, naive bool) error {
 	for _, s := range [][]uint32{out, held} {
 		for len(s) > 0 {
 			if err := h.release(pick(&s)); err != nil {
-				return err
+				return st, err
 			}
 		}
 	}
 	if err := h.drain(); err != nil {
-		return err
+		return st, err
 	}
 	if err := h.complete(); err != nil {
-		return fmt.Errorf("after draining: %v", err)
+		return st, fmt.Errorf("after draining: %v", err)
 	}
 
 	// Recycle: with nothing held, one message at a time must never be
 	// dropped, and afterwards no frame may still be SKIP.
 	for range 3 * n {
 		if !h.k.deliver(simMsg{seq: next}) {
-			return fmt.Errorf("message %d dropped with nothing held (ring %s)", next, h.k.statuses())
+			return st, fmt.Errorf("message %d dropped with nothing held (ring %s)%s", next, h.k.statuses(), h.k.history())
 		}
 		next++
 		if err := h.drain(); err != nil {
-			return err
+			return st, err
 		}
 	}
 	if err := h.complete(); err != nil {
-		return fmt.Errorf("after recycling: %v", err)
+		return st, fmt.Errorf("after recycling: %v", err)
 	}
 	for i := range n {
 		if h.k.rx.hdr(i).load() == StatusSkip {
-			return fmt.Errorf("frame %d still SKIP after recycling (ring %s)", i, h.k.statuses())
+			return st, fmt.Errorf("frame %d still SKIP after recycling (ring %s)", i, h.k.statuses())
 		}
 	}
-	return nil
+	return st, nil
 }
 
 // readerFrames returns the reader's view of the ring, whose hook runs
