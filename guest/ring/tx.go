@@ -69,6 +69,9 @@ func (t *txRing) write(b []byte) error {
 	if len(b) > t.f.maxPayload() {
 		return fmt.Errorf("%d bytes, frame holds %d: %w", len(b), t.f.maxPayload(), ErrTooBig)
 	}
+	if len(b) == 0 {
+		return fmt.Errorf("empty message: %w", unix.EINVAL)
+	}
 	buf, err := t.reserve()
 	if err != nil {
 		return err
