@@ -99,11 +99,11 @@ func TestParamsFor(t *testing.T) {
 		{16384, 2, Params{16384, 2, 16384, 2}, true},
 		{6144, 1, Params{3 * page, 1, 6144, 2}, true},
 		{40, 1, Params{5 * page, 1, 40, 512}, true}, // lcm(4096, 40)
-		{36, 1, Params{}, false},    // below the minimum
-		{42, 1, Params{}, false},    // misaligned
-		{4100, 1, Params{}, false},  // would need a 4 MiB+ block
-		{2048, 0, Params{}, false},  // no frames
-		{2048, -1, Params{}, false}, // no frames
+		{36, 1, Params{}, false},                    // below the minimum
+		{42, 1, Params{}, false},                    // misaligned
+		{4100, 1, Params{}, false},                  // would need a 4 MiB+ block
+		{2048, 0, Params{}, false},                  // no frames
+		{2048, -1, Params{}, false},                 // no frames
 	}
 	for _, tt := range tests {
 		p, err := paramsFor(tt.size, tt.count, page)

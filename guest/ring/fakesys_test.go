@@ -182,7 +182,7 @@ func (s *fakeSys) setReadDeadline(t time.Time) error {
 	return nil
 }
 
-func (s *fakeSys) control(func(fd int) error) error    { return errors.ErrUnsupported }
+func (s *fakeSys) control(func(fd int) error) error      { return errors.ErrUnsupported }
 func (s *fakeSys) syscallConn() (syscall.RawConn, error) { return nil, errors.ErrUnsupported }
 
 func (s *fakeSys) close() error {
