@@ -261,6 +261,7 @@ func (c *Conn) wait(op string, try func() (bool, error)) error {
 		// Nothing to read. Report an overrun before sleeping; this is
 		// where it belongs in the stream, after what was in the ring.
 		err = c.s.sockError()
+		c.noteErr(err)
 		return err != nil
 	})
 	if err == nil && rerr != nil {
@@ -309,6 +310,7 @@ func (c *Conn) recvCopy(m rxMsg, buf []byte) (n int, ok bool, err error) {
 		return 0, false, nil
 	case err != nil:
 		// A pending ENOBUFS comes first; the datagram is still queued.
+		c.noteErr(err)
 		return 0, false, err
 	}
 	c.rx.consume(m.slot, false)
@@ -340,6 +342,13 @@ func (c *Conn) recvQueue(r *Record) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// noteErr passes a reported drop on to the reader.
+func (c *Conn) noteErr(err error) {
+	if c.rx != nil && errors.Is(err, unix.ENOBUFS) {
+		c.rx.noteDrop()
+	}
 }
 
 func grow(b []byte, n int) []byte {

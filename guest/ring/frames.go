@@ -43,6 +43,13 @@ func (f *frames) store(i int, s Status) {
 	f.hdr(i).store(s)
 }
 
+func (f *frames) cas(i int, old, new Status) bool {
+	if f.hook != nil {
+		f.hook()
+	}
+	return f.hdr(i).cas(old, new)
+}
+
 func (f *frames) next(i int) int {
 	if i++; i == f.n {
 		return 0

@@ -34,6 +34,14 @@ type simKernel struct {
 	overrun   bool     // pending ENOBUFS
 
 	onPublish func() // called after each publish or drop (wakeups)
+	onDrop    func() // called after each drop (ENOBUFS reported)
+
+	// advanceOnWalk moves the head over each SKIP frame as the walk
+	// steps on it, and leaves it at the frame that stopped a dropped
+	// walk, as the series' netlink_ring_claim does. Without it the head
+	// moves only past a claimed frame, as the contract words it.
+	advanceOnWalk bool
+	abandoned     []simMsg // claimed, then given up as SKIP
 
 	log []string // what happened, for failure messages
 }
@@ -45,8 +53,8 @@ func (k *simKernel) logf(format string, args ...any) {
 // history returns the last entries of the log.
 func (k *simKernel) history() string {
 	l := k.log
-	if len(l) > 60 {
-		l = l[len(l)-60:]
+	if len(l) > 400 {
+		l = l[len(l)-400:]
 	}
 	s := ""
 	for _, e := range l {
@@ -56,7 +64,8 @@ func (k *simKernel) history() string {
 }
 
 type simMsg struct {
-	seq  uint32
+	seq     uint32
+	abandon bool // claim a frame, then give it up (SKIP) instead of publishing
 	copy bool   // deliver as COPY (the message goes to the receive queue)
 	data []byte // payload; nil means the 4-byte sequence number
 	pid  uint32
@@ -89,6 +98,15 @@ func (k *simKernel) step() bool {
 		return false
 	}
 	h := k.rx.hdr(k.pos)
+	if k.claimed && k.cur.abandon {
+		h.store(StatusSkip) // release
+		k.logf("kernel: %d abandons frame %d", k.cur.seq, k.pos)
+		k.head = k.rx.next(k.pos)
+		k.abandoned = append(k.abandoned, k.cur)
+		k.busy = false
+		k.notify()
+		return true
+	}
 	if k.claimed {
 		// Fill and publish.
 		b := k.cur.bytes()
@@ -113,6 +131,9 @@ func (k *simKernel) step() bool {
 		k.logf("kernel: %d skips frame %d", k.cur.seq, k.pos)
 		k.skipped++
 		k.pos = k.rx.next(k.pos)
+		if k.advanceOnWalk {
+			k.head = k.pos
+		}
 		if k.skipped == k.rx.n {
 			k.drop()
 		}
@@ -131,6 +152,12 @@ func (k *simKernel) drop() {
 	k.dropped = append(k.dropped, k.cur)
 	k.overrun = true
 	k.busy = false
+	if k.advanceOnWalk {
+		k.head = k.pos
+	}
+	if k.onDrop != nil {
+		k.onDrop()
+	}
 	k.notify()
 }
 
@@ -146,13 +173,14 @@ func (k *simKernel) run() {
 	}
 }
 
-// deliver delivers m completely and reports whether it was published.
+// deliver delivers m completely and reports whether it was published
+// (or abandoned, as asked).
 func (k *simKernel) deliver(m simMsg) bool {
 	k.run()
-	n := len(k.delivered)
+	n := len(k.delivered) + len(k.abandoned)
 	k.begin(m)
 	k.run()
-	return len(k.delivered) > n
+	return len(k.delivered)+len(k.abandoned) > n
 }
 
 // pop takes the oldest message off the receive queue.

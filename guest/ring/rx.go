@@ -114,6 +114,14 @@ type fence struct {
 	witness    int  // the freed frame
 	barrier    int  // the first frame after it that holds a message
 	skipOnLift bool // the barrier was held while the fence was up
+	dropped    bool // the kernel dropped a message while the fence was up
+}
+
+// noteDrop tells the reader that the kernel reported a drop (ENOBUFS).
+func (r *rxRing) noteDrop() {
+	if r.fence.up {
+		r.fence.dropped = true
+	}
 }
 
 func newRXRing(f frames) *rxRing {
@@ -137,7 +145,12 @@ type rxMsg struct {
 // the returned frame until consume.
 func (r *rxRing) peek() (m rxMsg, ok bool, err error) {
 	r.liftFence()
-	for range r.f.n {
+	if r.fence.up && r.fence.dropped {
+		r.undo(r.fence.witness)
+	}
+	// A lap, with room for frames looked at twice: once when they turn
+	// out to be abandoned and once more as released.
+	for range 2 * r.f.n {
 		i := r.head
 		switch r.state[i] {
 		case slotHeld:
@@ -148,6 +161,13 @@ func (r *rxRing) peek() (m rxMsg, ok bool, err error) {
 			// behind this one too.
 			return rxMsg{}, false, nil
 		case slotReleased:
+			// Acquire: pairs with the kernel's release store of RESERVED
+			// should it have claimed the frame after an undone free
+			// (see undo).
+			if st := r.f.load(i); st != StatusSkip {
+				r.state[i] = slotKernel
+				break
+			}
 			res := r.resolve(i)
 			switch res.kind {
 			case resolveWait:
@@ -182,6 +202,12 @@ func (r *rxRing) peek() (m rxMsg, ok bool, err error) {
 		// below are complete.
 		st := r.f.load(i)
 		switch st {
+		case StatusSkip:
+			// The kernel abandoned a frame it had claimed (its message
+			// was never delivered): step over it and give it back like
+			// a released frame.
+			r.state[i] = slotReleased
+			continue
 		case StatusUnused, StatusReserved:
 			return rxMsg{}, false, nil
 		case StatusValid, StatusCopy:
@@ -196,8 +222,7 @@ func (r *rxRing) peek() (m rxMsg, ok bool, err error) {
 			}
 			return m, true, nil
 		default:
-			return rxMsg{}, false, fmt.Errorf("frame %d: status %v on a frame this reader does not hold: %w",
-				i, st, ErrCorrupt)
+			return rxMsg{}, false, fmt.Errorf("frame %d: unknown status %v: %w", i, st, ErrCorrupt)
 		}
 	}
 	// Every frame is held.
@@ -224,8 +249,15 @@ func (r *rxRing) resolve(p int) resolution {
 	res := resolution{kind: resolveHere, barrier: -1, witness: -1}
 	for i := r.f.next(p); i != p; i = r.f.next(i) {
 		switch r.state[i] {
-		case slotHeld, slotReleased:
-			continue // SKIP in memory: the kernel walks over it too
+		case slotHeld:
+			if !r.fenced(i) {
+				continue // SKIP in memory: the kernel walks over it too
+			}
+			// A fence barrier held meanwhile is still VALID in memory.
+			if res.barrier < 0 {
+				return resolution{kind: resolveWait}
+			}
+			continue
 		case slotOut, slotDeferred:
 			if res.barrier < 0 {
 				return resolution{kind: resolveWait}
@@ -233,9 +265,19 @@ func (r *rxRing) resolve(p int) resolution {
 			continue
 		}
 		// Acquire: pairs with the kernel's release stores of RESERVED,
-		// VALID and COPY.
+		// VALID, COPY and SKIP.
 		switch r.f.load(i) {
-		case StatusReserved, StatusValid, StatusCopy:
+		case StatusSkip:
+			// Released, or abandoned by the kernel: walked over too.
+			continue
+		case StatusReserved:
+			if res.barrier < 0 {
+				// Proof that the kernel passed p, but the kernel may
+				// still abandon the frame (SKIP), so it cannot be a
+				// barrier. Wait for it to be published.
+				return resolution{kind: resolveWait}
+			}
+		case StatusValid, StatusCopy:
 			if res.barrier < 0 {
 				res.kind, res.barrier = resolvePassed, i
 			}
@@ -280,6 +322,29 @@ func (r *rxRing) lift() {
 		r.f.store(b, StatusSkip)
 	}
 	r.fence = fence{}
+}
+
+// undo is called when the kernel dropped a message while the fence was
+// up and its witness w is not claimed yet: the walk the fence guards
+// against may have read SKIP at w and stopped at the barrier, leaving the
+// kernel's head past w (a kernel whose walk moves its head over SKIP
+// frames even when it ends in a drop does that), so that every later walk
+// stops at the barrier and drops too. Put w back to SKIP, as that walk saw
+// it, and lift the fence; w is then resolved again like any released
+// frame. That is safe wherever the kernel's head is: both sides walk over
+// a SKIP frame. If the kernel claims w before the compare-and-swap, it
+// claimed it in order (its head was not past w); if its plain store of
+// RESERVED lands just after a successful swap, peek and resolve find a
+// released frame that is not SKIP and treat it as the kernel's. It
+// reports whether w is released again.
+func (r *rxRing) undo(w int) bool {
+	// Release/acquire: a sequentially consistent read-modify-write.
+	ok := r.f.cas(w, StatusUnused, StatusSkip)
+	if ok {
+		r.state[w] = slotReleased
+	}
+	r.lift()
+	return ok
 }
 
 // fenced reports whether frame i is the barrier of a fence that is up.

@@ -56,6 +56,14 @@ func (h *mmapHdr) load() Status { return Status(atomic.LoadUint32(&h.status)) }
 // atomics are sequentially consistent, which implies release.
 func (h *mmapHdr) store(s Status) { atomic.StoreUint32(&h.status, uint32(s)) }
 
+// cas replaces the status old with new if it still is old. The kernel
+// writes status words with plain stores, so a successful cas can still be
+// followed by a kernel store that read old before it; callers must allow
+// for that.
+func (h *mmapHdr) cas(old, new Status) bool {
+	return atomic.CompareAndSwapUint32(&h.status, uint32(old), uint32(new))
+}
+
 // alignedBytes returns n zeroed bytes aligned to 8, for rings that live in
 // ordinary memory (the fakes of the tests).
 func alignedBytes(n int) []byte {
