@@ -65,11 +65,11 @@ func (k *simKernel) history() string {
 
 type simMsg struct {
 	seq     uint32
-	abandon bool // claim a frame, then give it up (SKIP) instead of publishing
-	copy bool   // deliver as COPY (the message goes to the receive queue)
-	data []byte // payload; nil means the 4-byte sequence number
-	pid  uint32
-	grp  uint32
+	abandon bool   // claim a frame, then give it up (SKIP) instead of publishing
+	copy    bool   // deliver as COPY (the message goes to the receive queue)
+	data    []byte // payload; nil means the 4-byte sequence number
+	pid     uint32
+	grp     uint32
 }
 
 func (m simMsg) bytes() []byte {
