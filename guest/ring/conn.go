@@ -204,8 +204,12 @@ func (c *Conn) PortID() (uint32, error) {
 
 // Info is what the kernel tells about a received datagram.
 type Info struct {
-	Group  uint32 // multicast group it was sent to (nm_group), 0 for unicast
-	PortID uint32 // sender's port ID (nm_pid), 0 for the kernel
+	Group uint32 // multicast group it was sent to (nm_group), 0 for unicast
+	// PortID is nm_pid, the sender's port ID (0 for the kernel) as the
+	// ABI is specified; for a COPY frame it is the source address that
+	// recvmsg reports. (The series, like the 2013 code, currently puts
+	// the sending process's PID in nm_pid.)
+	PortID uint32
 	UID    uint32 // sender's credentials (nm_uid, nm_gid); 0 when the
 	GID    uint32 // datagram came from the receive queue of a Conn without an RX ring
 	// Copied reports that the datagram did not come in a frame but
@@ -286,12 +290,15 @@ func (c *Conn) receiveLocked(r *Record) (bool, error) {
 	r.Info = Info{Group: m.group, PortID: m.pid, UID: m.uid, GID: m.gid}
 	if m.status == StatusCopy {
 		buf := grow(r.Data, m.len)
-		n, ok, err := c.recvCopy(m, buf)
+		n, from, ok, err := c.recvCopy(m, buf)
 		if !ok {
 			return false, err
 		}
 		r.Data = buf[:n]
 		r.Copied = true
+		if from != nil {
+			r.PortID = from.Pid
+		}
 		return true, err
 	}
 	r.Data = append(r.Data[:0], c.rx.f.payload(m.slot, m.len)...)
@@ -302,22 +309,22 @@ func (c *Conn) receiveLocked(r *Record) (bool, error) {
 // recvCopy reads the datagram of the COPY frame at the reader's head from
 // the receive queue and gives the frame back. ok is false when the frame
 // stays where it is (nothing consumed) and the read has to be retried.
-func (c *Conn) recvCopy(m rxMsg, buf []byte) (n int, ok bool, err error) {
-	n, _, trunc, err := c.s.recvmsg(buf, 0)
+func (c *Conn) recvCopy(m rxMsg, buf []byte) (n int, from *unix.SockaddrNetlink, ok bool, err error) {
+	n, from, trunc, err := c.s.recvmsg(buf, 0)
 	switch {
 	case errors.Is(err, unix.EAGAIN):
 		// The queue is still empty: wait for the kernel's wakeup.
-		return 0, false, nil
+		return 0, nil, false, nil
 	case err != nil:
 		// A pending ENOBUFS comes first; the datagram is still queued.
 		c.noteErr(err)
-		return 0, false, err
+		return 0, nil, false, err
 	}
 	c.rx.consume(m.slot, false)
 	if trunc {
-		return n, true, fmt.Errorf("COPY frame %d: nm_len %d, but the datagram is longer: %w", m.slot, m.len, ErrCorrupt)
+		return n, from, true, fmt.Errorf("COPY frame %d: nm_len %d, but the datagram is longer: %w", m.slot, m.len, ErrCorrupt)
 	}
-	return n, true, nil
+	return n, from, true, nil
 }
 
 // recvQueue reads the receive queue of a Conn without an RX ring.
@@ -429,11 +436,14 @@ func (c *Conn) Next() (Frame, error) {
 		info := Info{Group: m.group, PortID: m.pid, UID: m.uid, GID: m.gid}
 		if m.status == StatusCopy {
 			buf := make([]byte, m.len)
-			n, ok, err := c.recvCopy(m, buf)
+			n, from, ok, err := c.recvCopy(m, buf)
 			if !ok {
 				return false, err
 			}
 			info.Copied = true
+			if from != nil {
+				info.PortID = from.Pid
+			}
 			f = Frame{c: c, slot: -1, data: buf[:n], info: info}
 			return true, err
 		}
