@@ -5,6 +5,7 @@ go 1.24.0
 require (
 	github.com/hugelgupf/vmtest v0.0.0-20240307030256-5d9f3d34a58d
 	github.com/u-root/u-root v0.16.0
+	golang.org/x/sys v0.41.0
 	gotest.tools/gotestsum v1.13.0
 )
 
@@ -23,7 +24,6 @@ require (
 	github.com/vishvananda/netns v0.0.4 // indirect
 	golang.org/x/mod v0.29.0 // indirect
 	golang.org/x/sync v0.18.0 // indirect
-	golang.org/x/sys v0.41.0 // indirect
 	golang.org/x/term v0.37.0 // indirect
 	golang.org/x/text v0.31.0 // indirect
 	golang.org/x/tools v0.38.0 // indirect
