@@ -1,0 +1,5 @@
+package initramfs
+
+import "runtime"
+
+func hostArch() string { return runtime.GOARCH }

@@ -1,0 +1,79 @@
+package guestrun
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// The markers the guest writes to the kernel log. The host finds them on
+// the serial console after the kernel's timestamp.
+const (
+	MarkerPrefix = "nlmmap: "
+	MarkerUp     = "nlmmap: userspace up"
+	MarkerDone   = "nlmmap: DONE"
+)
+
+// Marker kinds.
+const (
+	KindUp    = "UP"
+	KindBegin = "BEGIN"
+	KindEnd   = "END"
+	KindDone  = "DONE"
+	KindFatal = "FATAL"
+)
+
+// Marker is a parsed marker line.
+type Marker struct {
+	Kind    string
+	Package string // BEGIN, END
+	Test    string // BEGIN, END
+	Result  string // END: PASS, FAIL or SKIP
+	Message string // FATAL
+}
+
+// Begin is the marker written before a test runs.
+func Begin(pkg, test string) string { return fmt.Sprintf("nlmmap: BEGIN %s %s", pkg, test) }
+
+// End is the marker written after a test ran.
+func End(pkg, test, result string) string {
+	return fmt.Sprintf("nlmmap: END %s %s %s", pkg, test, result)
+}
+
+// Fatal is the marker written when the runner itself fails.
+func Fatal(msg string) string {
+	return "nlmmap: FATAL " + strings.ReplaceAll(msg, "\n", " | ")
+}
+
+// A console line: the marker at the start of the line, or after a printk
+// timestamp anywhere in it: output that some process wrote to the console
+// without a newline can precede the kernel's record on the same line.
+var markerRe = regexp.MustCompile(`(?:^|\[\s*\d+\.\d+\]\s*)nlmmap: (userspace up|BEGIN|END|DONE|FATAL)(?: (.*))?$`)
+
+// ParseMarker parses one console line; ok is false for any other line.
+func ParseMarker(line string) (m Marker, ok bool) {
+	sub := markerRe.FindStringSubmatch(strings.TrimRight(line, "\r\n"))
+	if sub == nil {
+		return Marker{}, false
+	}
+	f := strings.Fields(sub[2])
+	switch sub[1] {
+	case "userspace up":
+		return Marker{Kind: KindUp}, true
+	case "DONE":
+		return Marker{Kind: KindDone}, true
+	case "FATAL":
+		return Marker{Kind: KindFatal, Message: sub[2]}, true
+	case "BEGIN":
+		if len(f) != 2 {
+			return Marker{}, false
+		}
+		return Marker{Kind: KindBegin, Package: f[0], Test: f[1]}, true
+	case "END":
+		if len(f) != 3 {
+			return Marker{}, false
+		}
+		return Marker{Kind: KindEnd, Package: f[0], Test: f[1], Result: f[2]}, true
+	}
+	return Marker{}, false
+}

@@ -1,0 +1,113 @@
+package vmtests
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/nlmmap/nlmmap/initramfs/guestrun"
+)
+
+// fakeGuest is a QEMU stand-in: it finds the 9p share on its command line,
+// writes results.json there as the guest runner would, prints the markers
+// and exits as if the guest powered off.
+const fakeGuest = `#!/bin/sh
+for a in "$@"; do
+	case "$a" in *,path=*) share=$(echo "$a" | sed 's/.*,path=\([^,]*\).*/\1/');; esac
+done
+cp "$FAKE_RESULTS" "$share/results.json"
+echo '[    1.000000] nlmmap: userspace up'
+echo '[    1.100000] nlmmap: BEGIN example.com/nlmmap/guest/basic TestD'
+echo '[    1.200000] nlmmap: DONE'
+`
+
+const fakeResults = `{"Action":"run","Package":"example.com/nlmmap/guest/basic","Test":"TestA"}
+{"Action":"pass","Package":"example.com/nlmmap/guest/basic","Test":"TestA"}
+{"Action":"run","Package":"example.com/nlmmap/guest/basic","Test":"TestB"}
+{"Action":"run","Package":"example.com/nlmmap/guest/basic","Test":"TestB/one"}
+{"Action":"output","Package":"example.com/nlmmap/guest/basic","Test":"TestB/one","Output":"    b_test.go:9: boom\n"}
+{"Action":"fail","Package":"example.com/nlmmap/guest/basic","Test":"TestB/one"}
+{"Action":"run","Package":"example.com/nlmmap/guest/basic","Test":"TestB/two"}
+{"Action":"pass","Package":"example.com/nlmmap/guest/basic","Test":"TestB/two"}
+{"Action":"fail","Package":"example.com/nlmmap/guest/basic","Test":"TestB"}
+{"Action":"run","Package":"example.com/nlmmap/guest/basic","Test":"TestC"}
+{"Action":"output","Package":"example.com/nlmmap/guest/basic","Test":"TestC","Output":"    c_test.go:3: needs CONFIG_NETLINK_MMAP\n"}
+{"Action":"skip","Package":"example.com/nlmmap/guest/basic","Test":"TestC"}
+{"Action":"run","Package":"example.com/nlmmap/guest/basic","Test":"TestD"}
+{"Action":"output","Package":"example.com/nlmmap/guest/basic","Test":"TestD","Output":"started\n"}
+`
+
+// TestGuestWithFakeQEMU runs TestGuest in a child process against a fake
+// QEMU and checks that every guest result becomes the right host subtest.
+func TestGuestWithFakeQEMU(t *testing.T) {
+	if os.Getenv("NLMMAP_FAKE_CHILD") == "1" {
+		t.Skip("inside the child")
+	}
+	dir := t.TempDir()
+	write := func(name, data string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	kern := write("out/baseline/bzImage", "kernel", 0o644)
+	write("out/baseline/kernel.release", "6.12.117-nlmmap\n", 0o644)
+	initrd := write("out/initramfs.cpio", "cpio", 0o644)
+	m, _ := json.Marshal(guestrun.Manifest{Packages: []guestrun.ManifestPackage{{
+		ImportPath: "example.com/nlmmap/guest/basic", Name: "basic",
+		Tests: []string{"TestA", "TestB", "TestC", "TestD", "TestE"},
+	}}})
+	write("out/initramfs.json", string(m), 0o644)
+	qemu := write("qemu", fakeGuest, 0o755)
+	results := write("results.json", fakeResults, 0o644)
+
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestGuest$", "-test.v")
+	cmd.Env = append(os.Environ(),
+		"NLMMAP_FAKE_CHILD=1",
+		"NLMMAP_KERNEL="+kern, "NLMMAP_INITRAMFS="+initrd,
+		"NLMMAP_QEMU="+qemu, "NLMMAP_ACCEL=tcg", "NLMMAP_RUN=",
+		"NLMMAP_CACHE="+filepath.Join(dir, "cache"),
+		"FAKE_RESULTS="+results,
+	)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Errorf("TestGuest passed, want it to fail (TestB, TestD and TestE failed)")
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(strings.TrimSpace(line))
+		if len(f) >= 3 && f[0] == "---" {
+			got[f[2]] = strings.TrimSuffix(f[1], ":")
+		}
+	}
+	want := map[string]string{
+		"TestGuest":                 "FAIL",
+		"TestGuest/basic":           "FAIL",
+		"TestGuest/basic/TestA":     "PASS",
+		"TestGuest/basic/TestB":     "FAIL",
+		"TestGuest/basic/TestB/one": "FAIL",
+		"TestGuest/basic/TestB/two": "PASS",
+		"TestGuest/basic/TestC":     "SKIP",
+		"TestGuest/basic/TestD":     "FAIL",
+		"TestGuest/basic/TestE":     "FAIL",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("host results = %v\nwant %v\nchild output:\n%s", got, want, out)
+	}
+	for _, s := range []string{
+		"b_test.go:9: boom",                   // a failing subtest shows its guest output
+		"needs CONFIG_NETLINK_MMAP",           // a skip shows the guest's reason
+		"started but never reported a result", // TestD began and never ended
+		"guest test never reported a result",  // TestE never began
+	} {
+		if !strings.Contains(string(out), s) {
+			t.Errorf("child output lacks %q:\n%s", s, out)
+		}
+	}
+}
