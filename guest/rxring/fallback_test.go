@@ -18,7 +18,7 @@ type expect struct {
 	status ring.Status // VALID or COPY
 	group  uint32
 	pid    uint32 // nm_pid
-	uid    uint32
+	uid    uint32 // nm_uid and nm_gid
 	from   uint32 // source port ID recvmsg reports for a COPY frame
 	data   []byte // exact contents, or nil to use check
 	check  func(b []byte) error

@@ -28,7 +28,9 @@ import (
 // pointers the parent prepared and makes raw system calls, like the
 // child half of syscall.forkAndExecInChild. The parent blocks signals in
 // the forking thread first, so the child starts (and stays) with every
-// signal blocked.
+// signal blocked. (The atomics are compiler intrinsics; under -race they
+// would call into the race runtime, but guest tests are built with
+// CGO_ENABLED=0, which rules -race out.)
 
 // forkArgs is everything the child uses, prepared by the parent.
 type forkArgs struct {
