@@ -2,6 +2,8 @@ package rxring
 
 import (
 	"encoding/binary"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/nlmmap/nlmmap/guest/nlmsg"
@@ -134,4 +136,65 @@ func mapped(t *testing.T, fd int) uint32 {
 		t.Fatal("sock_diag with NDIAG_SHOW_RING_CFG did not report NETLINK_DIAG_RING_STATS")
 	}
 	return d.Mapped
+}
+
+// kernelLog starts collecting kernel log records; the returned function
+// returns the records logged since, one message each.
+func kernelLog(t *testing.T) func() []string {
+	t.Helper()
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open /dev/kmsg: %v", err)
+	}
+	if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
+		unix.Close(fd)
+		t.Fatalf("seek /dev/kmsg: %v", err)
+	}
+	return func() []string {
+		defer unix.Close(fd)
+		var msgs []string
+		buf := make([]byte, 8192)
+		for {
+			n, err := unix.Read(fd, buf)
+			switch {
+			case errors.Is(err, unix.EPIPE): // records overwritten meanwhile
+				continue
+			case err != nil:
+				return msgs
+			}
+			rec := string(buf[:n])
+			if i := strings.IndexByte(rec, ';'); i >= 0 {
+				rec = rec[i+1:]
+			}
+			msgs = append(msgs, strings.TrimSpace(rec))
+		}
+	}
+}
+
+// TestDiagRingOfGroupMember asks NETLINK_SOCK_DIAG for the ring
+// configuration of a socket that is a member of a multicast group. Such
+// sockets are also reported from the multicast list, which
+// __netlink_diag_dump walks under read_lock_irqsave(&nl_table_lock), and
+// sk_diag_put_ring takes the ring's lock with spin_lock_bh there: with
+// lockdep the kernel warns (kernel/softirq.c, __local_bh_enable_ip with
+// interrupts disabled). Reported; runs with -known-issues.
+func TestDiagRingOfGroupMember(t *testing.T) {
+	requireRings(t)
+	skipKnownIssue(t, "sk_diag_put_ring uses spin_lock_bh under read_lock_irqsave(&nl_table_lock) "+
+		"for sockets on a multicast list (lockdep WARNING on the debug kernel)")
+	rx := mustParams(t, pageSize/2, 4)
+	r := newRawRing(t, unix.NETLINK_ROUTE, rx, ring.Params{})
+	if err := unix.SetsockoptInt(r.fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, unix.RTNLGRP_LINK); err != nil {
+		t.Fatal(err)
+	}
+	since := kernelLog(t)
+	d := diag(t, r.fd)
+	if !sameRing(d.RX, &rx) || d.Mapped != 1 {
+		t.Errorf("sock_diag reports RX %v, mapped %d; want %v, 1", d.RX, d.Mapped, rx)
+	}
+	for _, m := range since() {
+		if strings.HasPrefix(m, "WARNING:") || strings.HasPrefix(m, "BUG:") {
+			t.Errorf("kernel log during the dump: %s", m)
+		}
+	}
 }

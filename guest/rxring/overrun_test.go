@@ -385,9 +385,6 @@ func TestCopyAfterOverrunWithFreeFrames(t *testing.T) {
 	actor := netlinkSocket(t, unix.NETLINK_ROUTE)
 	t.Cleanup(func() { rtnlDo(actor, linkMsg(unix.RTM_DELLINK, 0, 99, name, "")) })
 	r := newRawRing(t, unix.NETLINK_ROUTE, mustParams(t, pageSize/4, 4), ring.Params{})
-	if err := unix.SetsockoptInt(r.fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, unix.RTNLGRP_LINK); err != nil {
-		t.Fatal(err)
-	}
 	r.sendAcks(t, 1, 5) // the fifth is dropped
 	if e := r.soError(t); e != unix.ENOBUFS {
 		t.Fatalf("SO_ERROR = %v, want ENOBUFS", e)
@@ -408,13 +405,16 @@ func TestCopyAfterOverrunWithFreeFrames(t *testing.T) {
 	}
 	r.rx.setStatus(0, ring.StatusUnused)
 
-	drops = diag(t, r.fd).Drops
+	// Joined only now: sock_diag of a group member is a separate issue
+	// (TestDiagRingOfGroupMember).
+	if err := unix.SetsockoptInt(r.fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, unix.RTNLGRP_LINK); err != nil {
+		t.Fatal(err)
+	}
 	if err := rtnlDo(actor, linkMsg(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL, 1, name, "dummy")); err != nil {
 		t.Fatalf("creating dummy link %s: %v", name, err)
 	}
 	if st := r.rx.status(1); st != ring.StatusCopy {
-		t.Errorf("RTM_NEWLINK event after the ring was drained: frame 1 is %v, want COPY; drops rose by %d",
-			st, diag(t, r.fd).Drops-drops)
+		t.Errorf("RTM_NEWLINK event after the ring was drained: frame 1 is %v, want COPY", st)
 	}
 }
 
