@@ -400,7 +400,8 @@ func TestGuestQueueBatchVerdictConcurrentSenders(t *testing.T) {
 // RX frame among ones that fit: the large ones arrive as COPY frames, read
 // with recvmsg in ring order, the others as VALID frames, all with their
 // contents intact and ids increasing across both kinds. A copy range
-// shorter than the packet cuts the payload and reports the length.
+// shorter than the packet cuts the payload and reports the length. Without
+// rings only the contents are checked.
 func TestGuestQueueCopyFrames(t *testing.T) {
 	guesttest.SkipIfNotInVM(t)
 	rx, err := ring.ParamsFor(2048, 64)
@@ -425,7 +426,9 @@ func TestGuestQueueCopyFrames(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newQueueRig(t, nfq.Options{RX: rx}, nfq.QueueConfig{CopyRange: tc.copyRange})
-			needRings(t, r.c)
+			if !r.c.Mapped() {
+				t.Log("kernel without memory-mapped netlink (ENOPROTOOPT): checking the packets only, every one comes through recvmsg")
+			}
 			r.allowCopy = true
 			r.sendN(0, n, size)
 			ps := r.read(n)
@@ -455,7 +458,7 @@ func TestGuestQueueCopyFrames(t *testing.T) {
 				}
 				// Messages of more than a frame's 2024 bytes are COPY.
 				wantCopied := wantLen > 1900
-				if p.copied != wantCopied {
+				if r.c.Mapped() && p.copied != wantCopied {
 					t.Errorf("packet %d (id %d, %d bytes): Copied = %v, want %v", i, p.id, wantLen, p.copied, wantCopied)
 				}
 			}

@@ -172,15 +172,6 @@ func dial(t *testing.T, opts nfq.Options) *nfq.Conn {
 	return c
 }
 
-// needRings skips a test that is about ring frames on a kernel without
-// them.
-func needRings(t *testing.T, c *nfq.Conn) {
-	t.Helper()
-	if !c.Mapped() {
-		t.Skip("kernel without memory-mapped netlink: NETLINK_RX_RING fails with ENOPROTOOPT")
-	}
-}
-
 // payload returns the distinct data of datagram i of a test: a readable
 // tag and a pattern, of a length that varies with i.
 func payload(tag string, i, size int) []byte {
