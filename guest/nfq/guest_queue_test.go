@@ -284,8 +284,8 @@ func TestGuestQueueBatchVerdict(t *testing.T) {
 func TestGuestQueueBatchVerdictConcurrentSenders(t *testing.T) {
 	guesttest.SkipIfNotInVM(t)
 	const (
-		perSender = 96
-		every     = 7 // a batch verdict after this many packets
+		perSender = 128
+		every     = 2 // a batch verdict after this many packets
 	)
 	for _, path := range []struct {
 		name string
