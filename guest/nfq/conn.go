@@ -23,9 +23,11 @@ type Options struct {
 	// NoRings uses no rings at all, as on a kernel without them: every
 	// message goes through recvmsg and sendmsg.
 	NoRings bool
-	// ReceiveBuffer, if not zero, is the socket's receive buffer size
-	// (SO_RCVBUFFORCE, falling back to SO_RCVBUF). It matters without an
-	// RX ring, and for the messages of COPY frames.
+	// ReceiveBuffer is the socket's receive buffer size (SO_RCVBUFFORCE,
+	// falling back to SO_RCVBUF). It matters without an RX ring, and for
+	// the messages of COPY frames. 0 means the size of the RX ring, so that
+	// a Conn without rings holds about as much as one with them; a
+	// negative value leaves the system's default.
 	ReceiveBuffer int
 }
 
@@ -102,11 +104,16 @@ type transport interface {
 // ring.ErrNotSupported) it falls back to a plain socket without error, and
 // Mapped reports false.
 func Dial(opts Options) (*Conn, error) {
+	rx := opts.RX
+	if !rx.Enabled() {
+		rx = DefaultRX
+	}
+	rcvbuf := opts.ReceiveBuffer
+	if rcvbuf == 0 {
+		rcvbuf = rx.Size()
+	}
 	if !opts.NoRings {
-		cfg := ring.Config{RX: opts.RX, TX: opts.TX}
-		if !cfg.RX.Enabled() {
-			cfg.RX = DefaultRX
-		}
+		cfg := ring.Config{RX: rx, TX: opts.TX}
 		if opts.NoTX {
 			cfg.TX = ring.Params{}
 		} else if !cfg.TX.Enabled() {
@@ -116,7 +123,7 @@ func Dial(opts Options) (*Conn, error) {
 		switch {
 		case err == nil:
 			rt := &ringTransport{c: rc}
-			if err := setRcvbuf(rt.control, opts.ReceiveBuffer); err != nil {
+			if err := setRcvbuf(rt.control, rcvbuf); err != nil {
 				rc.Close()
 				return nil, err
 			}
@@ -129,7 +136,7 @@ func Dial(opts Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := setRcvbuf(pt.control, opts.ReceiveBuffer); err != nil {
+	if err := setRcvbuf(pt.control, rcvbuf); err != nil {
 		pt.close()
 		return nil, err
 	}
@@ -137,7 +144,7 @@ func Dial(opts Options) (*Conn, error) {
 }
 
 func setRcvbuf(control func(func(fd int) error) error, n int) error {
-	if n == 0 {
+	if n <= 0 {
 		return nil
 	}
 	return opError("set receive buffer", control(func(fd int) error {

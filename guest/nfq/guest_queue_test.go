@@ -287,13 +287,21 @@ func TestGuestQueueBatchVerdictConcurrentSenders(t *testing.T) {
 		perSender = 128
 		every     = 2 // a batch verdict after this many packets
 	)
+	// Room for all packets at once, so that the senders may run ahead of
+	// the listener: in the ring, and in the receive buffer for a Conn
+	// without one.
+	rx, err := ring.ParamsFor(4096, 2*perSender+64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rcvbuf = 16 << 20
 	for _, path := range []struct {
 		name string
 		opts nfq.Options
 	}{
-		{"tx ring", nfq.Options{}},
-		{"sendmsg", nfq.Options{NoTX: true}},
-		{"no rings", nfq.Options{NoRings: true}},
+		{"tx ring", nfq.Options{RX: rx, ReceiveBuffer: rcvbuf}},
+		{"sendmsg", nfq.Options{RX: rx, ReceiveBuffer: rcvbuf, NoTX: true}},
+		{"no rings", nfq.Options{RX: rx, ReceiveBuffer: rcvbuf, NoRings: true}},
 	} {
 		t.Run(path.name, func(t *testing.T) {
 			r := newQueueRig(t, path.opts, nfq.QueueConfig{})
