@@ -73,7 +73,7 @@ func TestGuest(t *testing.T) {
 	// (with the running test) rather than by a go test panic.
 	if dl, ok := t.Deadline(); ok {
 		if left := time.Until(dl) - time.Minute; left < to.VM {
-			to.VM = left
+			to.VM = left.Round(time.Second)
 		}
 	}
 	t.Logf("%d guest tests; timeouts: boot %s, per test %s, VM %s", n, to.Boot, to.PerTest, to.VM)
