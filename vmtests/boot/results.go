@@ -86,6 +86,16 @@ func (r *Results) Find(pkg, name string) *Test {
 	return nil
 }
 
+// PackageOutput is the output of package pkg that belongs to no test.
+func (r *Results) PackageOutput(pkg string) string {
+	for _, p := range r.Packages {
+		if p.ImportPath == pkg {
+			return strings.Join(p.Output, "")
+		}
+	}
+	return ""
+}
+
 // ReadResults reads results.json. A missing file is an empty result.
 func ReadResults(path string) (*Results, error) {
 	data, err := os.ReadFile(path)
