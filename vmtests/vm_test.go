@@ -73,7 +73,7 @@ func TestGuest(t *testing.T) {
 	// (with the running test) rather than by a go test panic.
 	if dl, ok := t.Deadline(); ok {
 		if left := time.Until(dl) - time.Minute; left < to.VM {
-			to.VM = left
+			to.VM = left.Round(time.Second)
 		}
 	}
 	t.Logf("%d guest tests; timeouts: boot %s, per test %s, VM %s", n, to.Boot, to.PerTest, to.VM)
@@ -116,7 +116,14 @@ func TestGuest(t *testing.T) {
 		t.Run(p.Name, func(t *testing.T) {
 			for _, name := range p.Tests {
 				t.Run(name, func(t *testing.T) {
-					report(t, results.Find(p.ImportPath, name), why)
+					g := results.Find(p.ImportPath, name)
+					if g == nil {
+						// E.g. the binary could not even list its tests.
+						if out := results.PackageOutput(p.ImportPath); out != "" {
+							t.Fatalf("guest test never reported a result: %s\nthe package's output:\n%s", why, out)
+						}
+					}
+					report(t, g, why)
 				})
 			}
 		})
@@ -157,7 +164,6 @@ func report(t *testing.T, g *boot.Test, why string) {
 	}
 	childFailed := false
 	for _, c := range g.Children {
-		c := c
 		ok := t.Run(c.Short(), func(t *testing.T) { report(t, c, why) })
 		if !ok {
 			childFailed = true

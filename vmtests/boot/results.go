@@ -21,6 +21,10 @@ type Test struct {
 	Output   []string // lines attributed to this test (not its subtests)
 	Elapsed  float64
 	Children []*Test
+	// implicit is set for a node that only exists because a subtest's
+	// own name has a slash (t.Run("a/b", ...) reports as X/a/b with no
+	// X/a): its state comes from its children.
+	implicit bool
 }
 
 // Short is the last element of the name.
@@ -82,6 +86,16 @@ func (r *Results) Find(pkg, name string) *Test {
 	return nil
 }
 
+// PackageOutput is the output of package pkg that belongs to no test.
+func (r *Results) PackageOutput(pkg string) string {
+	for _, p := range r.Packages {
+		if p.ImportPath == pkg {
+			return strings.Join(p.Output, "")
+		}
+	}
+	return ""
+}
+
 // ReadResults reads results.json. A missing file is an empty result.
 func ReadResults(path string) (*Results, error) {
 	data, err := os.ReadFile(path)
@@ -124,6 +138,7 @@ func ParseResults(data []byte) *Results {
 			continue
 		}
 		t := lookup(p, tests, e.Test)
+		t.implicit = false
 		switch e.Action {
 		case "output":
 			t.Output = append(t.Output, e.Output)
@@ -136,7 +151,36 @@ func ParseResults(data []byte) *Results {
 			t.Elapsed = e.Elapsed
 		}
 	}
+	for _, p := range r.Packages {
+		for _, t := range p.Tests {
+			settle(t)
+		}
+	}
 	return r
+}
+
+// settle gives implicit nodes the state of their children: failed if one
+// failed, unfinished if one never finished, skipped if all skipped, else
+// passed.
+func settle(t *Test) {
+	for _, c := range t.Children {
+		settle(c)
+	}
+	if !t.implicit {
+		return
+	}
+	state := "skip"
+	for _, c := range t.Children {
+		switch {
+		case c.State == "fail":
+			state = "fail"
+		case c.State == "" && state != "fail":
+			state = ""
+		case c.State == "pass" && state == "skip":
+			state = "pass"
+		}
+	}
+	t.State = state
 }
 
 // lookup finds or creates the test and its parents.
@@ -145,7 +189,7 @@ func lookup(p *Package, tests map[string]*Test, name string) *Test {
 	if t := tests[key]; t != nil {
 		return t
 	}
-	t := &Test{Package: p.ImportPath, Name: name}
+	t := &Test{Package: p.ImportPath, Name: name, implicit: true}
 	tests[key] = t
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
 		parent := lookup(p, tests, name[:i])

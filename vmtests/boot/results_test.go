@@ -21,6 +21,14 @@ const sampleResults = `{"Action":"start","Package":"example.com/p"}
 {"Action":"output","Package":"example.com/p","Test":"TestC","Output":"    c_test.go:3: needs CONFIG_NETLINK_MMAP\n"}
 {"Action":"output","Package":"example.com/p","Test":"TestC","Output":"--- SKIP: TestC (0.00s)\n"}
 {"Action":"skip","Package":"example.com/p","Test":"TestC"}
+{"Action":"run","Package":"example.com/p","Test":"TestE"}
+{"Action":"run","Package":"example.com/p","Test":"TestE/slash/one"}
+{"Action":"pass","Package":"example.com/p","Test":"TestE/slash/one"}
+{"Action":"run","Package":"example.com/p","Test":"TestE/slash/two"}
+{"Action":"skip","Package":"example.com/p","Test":"TestE/slash/two"}
+{"Action":"run","Package":"example.com/p","Test":"TestE/bad/one"}
+{"Action":"fail","Package":"example.com/p","Test":"TestE/bad/one"}
+{"Action":"fail","Package":"example.com/p","Test":"TestE"}
 {"Action":"run","Package":"example.com/p","Test":"TestD"}
 {"Action":"output","Package":"example.com/p","Test":"TestD","Output":"half a li`
 
@@ -38,7 +46,9 @@ func TestParseResults(t *testing.T) {
 		}
 	}
 	walk(r.Packages[0].Tests, 0)
-	want := "TestA=pass|TestB=fail| one=fail| two=pass|TestC=skip|TestD="
+	// TestE's subtests have slashes in their own names (t.Run("slash/one"))
+	// and no events for TestE/slash: that node takes its children's state.
+	want := "TestA=pass|TestB=fail| one=fail| two=pass|TestC=skip|TestE=fail| slash=pass|  one=pass|  two=skip| bad=fail|  one=fail|TestD="
 	if strings.Join(got, "|") != want {
 		t.Errorf("tree = %s, want %s", strings.Join(got, "|"), want)
 	}
