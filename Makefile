@@ -15,12 +15,12 @@ KERNEL := $(OUT)/$(FLAVOR)/bzImage
 INITRAMFS := $(OUT)/initramfs.cpio
 NLMMAP_CACHE_DIR = $(or $(NLMMAP_CACHE),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME)/nlmmap,$(HOME)/.cache/nlmmap))
 
-.PHONY: all tools kernel initramfs vmtest unit test clean distclean
+.PHONY: all tools kernel initramfs vmtest unit test check-series clean distclean
 
 all: vmtest
 
 tools:
-	@$(GO) build -o $(BIN)/ ./kernel/cmd/nlmmap-kernel ./initramfs/cmd/nlmmap-initramfs ./vmtests/cmd/nlmmap-accel
+	@$(GO) build -o $(BIN)/ ./kernel/cmd/nlmmap-kernel ./initramfs/cmd/nlmmap-initramfs ./vmtests/cmd/nlmmap-accel ./kernel/cmd/nlmmap-series
 
 kernel: tools
 	@$(BIN)/nlmmap-kernel -flavor $(FLAVOR) -out $(OUT)
@@ -36,6 +36,12 @@ vmtest: kernel initramfs
 	NLMMAP_RUN='$(RUN)' \
 	$(GO) run gotest.tools/gotestsum --format testname --junitfile $(OUT)/junit.xml -- \
 		-count=1 -timeout 60m ./vmtests -run '^TestGuest$$'
+
+# The series as a netdev maintainer would check it: 11 patches and a cover
+# letter, subjects, bodies, Signed-off-by, checkpatch --strict, and every
+# prefix built with CONFIG_NETLINK_MMAP=y and =n (about half an hour).
+check-series: tools
+	@$(BIN)/nlmmap-series -builds
 
 unit:
 	$(GO) vet ./...

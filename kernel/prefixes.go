@@ -121,3 +121,26 @@ func BuildPrefixes(ctx context.Context, o Options, sets []PrefixSet, visit func(
 var unsafeRe = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
 func safeName(s string) string { return unsafeRe.ReplaceAllString(s, "_") }
+
+// BaseTree returns a work tree of the pristine source at the series' base
+// commit, under the cache, for tools that need a kernel tree without the
+// series (scripts/checkpatch.pl, for example). name keeps the trees of
+// different users apart.
+func BaseTree(o Options, name string) (string, error) {
+	if err := o.defaults(); err != nil {
+		return "", fmt.Errorf("base tree: %w", err)
+	}
+	src, err := ResolveSource(SourceEnv{Getenv: o.Getenv, CacheRoot: o.CacheRoot, Log: o.Log})
+	if err != nil {
+		return "", err
+	}
+	pristine, err := ImportPristine(src, o.CacheRoot, o.Log)
+	if err != nil {
+		return "", err
+	}
+	tree := filepath.Join(o.CacheRoot, "build", safeName(name)+"-"+src.ShortID(), "src")
+	if err := PrepareTree(pristine, tree); err != nil {
+		return "", err
+	}
+	return tree, nil
+}
