@@ -215,8 +215,9 @@ func TestConnCopyENOBUFSFirst(t *testing.T) {
 
 func TestConnDeadline(t *testing.T) {
 	c, _ := newTestConn(t, Config{RX: mustParams(t, 2048, 2)})
-	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	// start comes first: the deadline is then at least 20 ms after it.
 	start := time.Now()
+	c.SetReadDeadline(start.Add(20 * time.Millisecond))
 	_, err := c.Receive()
 	var oe *OpError
 	if !errors.As(err, &oe) || !oe.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
