@@ -1,40 +1,24 @@
 package txring
 
-// Reproducers of kernel behaviour reported as wrong and not fixed yet.
-// They run only with -known-issues (or NLMMAP_KNOWN_ISSUES=1).
+// Regression tests of kernel behaviour that was reported as wrong during
+// the development of the series and fixed.
 
 import (
-	"flag"
-	"os"
 	"testing"
 
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
 )
 
-var knownIssues = flag.Bool("known-issues", os.Getenv("NLMMAP_KNOWN_ISSUES") == "1",
-	"run the tests of kernel behaviour reported as wrong and not fixed yet (also NLMMAP_KNOWN_ISSUES=1)")
-
-// skipKnownIssue skips a test that shows a reported kernel issue, saying
-// which, unless -known-issues is set.
-func skipKnownIssue(t *testing.T, issue string) {
-	t.Helper()
-	if !*knownIssues {
-		t.Skipf("known kernel issue, reported: %s; run with -known-issues", issue)
-	}
-}
-
 // TestDumpPartsFitFramesAfterLargeRecvmsg: netlink_mmap.rst says "Use
 // frames of at least a page to get every part of a dump in its frame".
-// netlink_dump() sizes a part by the largest recvmsg() buffer the socket
-// ever used (nlk->max_recvmsg_len, up to 32 KiB), not by the frame it
-// claimed, so after a single recvmsg() with a 64 KiB buffer (what many
-// netlink libraries use) every part of a dump of 100 links is some
-// 32 KB and comes as COPY even with 16 KiB frames.
+// netlink_dump() used to size a part by the largest recvmsg() buffer the
+// socket ever used (nlk->max_recvmsg_len, up to 32 KiB), not by the frame
+// it claimed, so after a single recvmsg() with a 64 KiB buffer (what many
+// netlink libraries use) every part of a dump of 100 links was some 32 KB
+// and came as COPY even with 16 KiB frames.
 func TestDumpPartsFitFramesAfterLargeRecvmsg(t *testing.T) {
 	setup(t)
-	skipKnownIssue(t, "dump parts are sized by the largest recvmsg() buffer, not by the RX frame: "+
-		"after one 64 KiB recvmsg every part of a large dump is COPY even with 16 KiB frames")
 	createDummies(t, 100)
 
 	// A plain socket answers one request into a 64 KiB buffer, then gets
@@ -74,13 +58,12 @@ func TestDumpPartsFitFramesAfterLargeRecvmsg(t *testing.T) {
 	}
 }
 
-// TestPollNoWriteBandOnFullTXRing: with a TX ring, netlink_poll() takes
-// EPOLLOUT and EPOLLWRNORM away while the frame at the kernel's position
-// is not free, but leaves the EPOLLWRBAND that datagram_poll() set, so a
-// full TX ring still reports POLLWRBAND.
+// TestPollNoWriteBandOnFullTXRing: with a TX ring, netlink_poll() used to
+// take EPOLLOUT and EPOLLWRNORM away while the frame at the kernel's
+// position was not free, but left the EPOLLWRBAND that datagram_poll()
+// set, so a full TX ring still reported POLLWRBAND.
 func TestPollNoWriteBandOnFullTXRing(t *testing.T) {
 	setup(t)
-	skipKnownIssue(t, "a full TX ring reports POLLWRBAND (netlink_poll clears only EPOLLOUT|EPOLLWRNORM)")
 	const pollWrNorm, pollWrBand = 0x100, 0x200 // x/sys/unix lacks them
 	c := dial(t, unix.NETLINK_ROUTE, ring.Config{RX: mustParams(t, 4096, 4), TX: mustParams(t, 2048, 1)})
 	if err := c.Enqueue(noop(1)); err != nil {
