@@ -1,161 +1,45 @@
 package rxring
 
 import (
-	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
 
-	"github.com/nlmmap/nlmmap/guest/nlmsg"
+	"github.com/nlmmap/nlmmap/guest/nldiag"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
 )
 
-// NETLINK_SOCK_DIAG for netlink sockets (include/uapi/linux/netlink_diag.h).
-const (
-	ndiagShowMeminfo = 0x1 // NDIAG_SHOW_MEMINFO
-	ndiagShowRingCfg = 0x4 // NDIAG_SHOW_RING_CFG
-
-	netlinkDiagMeminfo   = 0 // NETLINK_DIAG_MEMINFO: u32[SK_MEMINFO_VARS]
-	netlinkDiagRXRing    = 2 // NETLINK_DIAG_RX_RING: struct netlink_diag_ring
-	netlinkDiagTXRing    = 3 // NETLINK_DIAG_TX_RING
-	netlinkDiagRingStats = 5 // NETLINK_DIAG_RING_STATS: struct netlink_diag_ring_stats
-	netlinkDiagPad       = 6 // NETLINK_DIAG_PAD: aligns RING_STATS (nla_reserve_64bit)
-
-	sizeofDiagRingStats = 24 // u64 ndrs_tx_frames, u64 ndrs_tx_invalid, u32 ndrs_mapped, u32 pad
-
-	sizeofDiagReq = 20 // struct netlink_diag_req
-	sizeofDiagMsg = 28 // struct netlink_diag_msg
-)
-
-// sockDiag is what NETLINK_SOCK_DIAG reports about one netlink socket.
-type sockDiag struct {
-	RX, TX   *ring.Params // nil: no such ring
-	HasStats bool         // NETLINK_DIAG_RING_STATS present
-	TXFrames uint64       // ndrs_tx_frames
-	TXBad    uint64       // ndrs_tx_invalid
-	Mapped   uint32       // ndrs_mapped
-	Drops    uint32       // SK_MEMINFO_DROPS
-}
-
-// diag dumps the netlink sockets of fd's protocol with
-// NDIAG_SHOW_MEMINFO|NDIAG_SHOW_RING_CFG and returns fd's entry, found by
-// the socket's inode number.
-func diag(t *testing.T, fd int) sockDiag {
+// diag returns what NETLINK_SOCK_DIAG reports about fd, asked with
+// NDIAG_SHOW_MEMINFO|NDIAG_SHOW_RING_CFG.
+func diag(t *testing.T, fd int) nldiag.Socket {
 	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		t.Fatalf("fstat: %v", err)
-	}
-	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	recs, err := nldiag.LookupFD(fd, nldiag.ShowMeminfo|nldiag.ShowRingCfg)
 	if err != nil {
-		t.Fatalf("SO_PROTOCOL: %v", err)
+		t.Fatalf("sock_diag: %v", err)
 	}
-
-	s, err := openNetlink(unix.NETLINK_SOCK_DIAG)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(s)
-	req := make([]byte, sizeofDiagReq)
-	req[0] = unix.AF_NETLINK
-	req[1] = byte(proto)
-	binary.NativeEndian.PutUint32(req[8:], ndiagShowMeminfo|ndiagShowRingCfg)
-	msg := nlmsg.Message{Header: nlmsg.Header{Type: unix.SOCK_DIAG_BY_FAMILY,
-		Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP, Seq: 1}, Data: req}
-	if err := unix.Sendto(s, msg.Append(nil), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		t.Fatalf("sock_diag request: %v", err)
-	}
-
-	var (
-		found bool
-		d     sockDiag
-		buf   = make([]byte, 64<<10)
-	)
-	for {
-		n, _, err := unix.Recvfrom(s, buf, 0)
-		if err != nil {
-			t.Fatalf("sock_diag receive: %v", err)
-		}
-		msgs, err := nlmsg.Parse(buf[:n])
-		if err != nil {
-			t.Fatalf("sock_diag answer: %v", err)
-		}
-		for _, m := range msgs {
-			switch {
-			case m.Type == unix.NLMSG_DONE:
-				if !found {
-					t.Fatalf("sock_diag: no netlink socket with inode %d", st.Ino)
-				}
-				return d
-			case m.Err() != nil:
-				t.Fatalf("sock_diag: %v", m.Err())
-			case len(m.Data) < sizeofDiagMsg:
-				t.Fatalf("sock_diag: short netlink_diag_msg (%d bytes)", len(m.Data))
-			}
-			if uint64(binary.NativeEndian.Uint32(m.Data[16:])) != st.Ino {
-				continue
-			}
-			// A bound member of a multicast group is reported twice, from
-			// the socket table and from the group list (sk_hashed() is
-			// never true for netlink sockets); both must agree.
-			var e sockDiag
-			attrs, err := nlmsg.Attrs(m.Data[sizeofDiagMsg:])
-			if err != nil {
-				t.Fatalf("sock_diag attributes: %v", err)
-			}
-			for _, a := range attrs {
-				switch a.Type {
-				case netlinkDiagMeminfo:
-					if len(a.Data) < 4*(unix.SK_MEMINFO_DROPS+1) {
-						t.Fatalf("NETLINK_DIAG_MEMINFO of %d bytes", len(a.Data))
-					}
-					e.Drops = binary.NativeEndian.Uint32(a.Data[4*unix.SK_MEMINFO_DROPS:])
-				case netlinkDiagRXRing, netlinkDiagTXRing:
-					if len(a.Data) != 16 {
-						t.Fatalf("ring attribute %d of %d bytes, want 16", a.Type, len(a.Data))
-					}
-					p := &ring.Params{BlockSize: binary.NativeEndian.Uint32(a.Data),
-						BlockNr: binary.NativeEndian.Uint32(a.Data[4:]), FrameSize: binary.NativeEndian.Uint32(a.Data[8:]),
-						FrameNr: binary.NativeEndian.Uint32(a.Data[12:])}
-					if a.Type == netlinkDiagRXRing {
-						e.RX = p
-					} else {
-						e.TX = p
-					}
-				case netlinkDiagRingStats:
-					if len(a.Data) != sizeofDiagRingStats {
-						t.Fatalf("NETLINK_DIAG_RING_STATS of %d bytes, want %d", len(a.Data), sizeofDiagRingStats)
-					}
-					if e.HasStats {
-						t.Fatal("NETLINK_DIAG_RING_STATS twice in one entry")
-					}
-					e.HasStats = true
-					e.TXFrames = binary.NativeEndian.Uint64(a.Data)
-					e.TXBad = binary.NativeEndian.Uint64(a.Data[8:])
-					e.Mapped = binary.NativeEndian.Uint32(a.Data[16:])
-					if pad := binary.NativeEndian.Uint32(a.Data[20:]); pad != 0 {
-						t.Errorf("NETLINK_DIAG_RING_STATS: ndrs_pad %d, want 0", pad)
-					}
-				case netlinkDiagPad:
-					if len(a.Data) != 0 {
-						t.Errorf("NETLINK_DIAG_PAD of %d bytes, want 0", len(a.Data))
-					}
-				}
-			}
-			if found && !sameDiag(d, e) {
-				t.Errorf("sock_diag reports inode %d twice, differently: %+v and %+v", st.Ino, d, e)
-			}
-			if !found {
-				d, found = e, true
-			}
+	// A bound member of a multicast group is reported twice, from the
+	// socket table and from the group list (sk_hashed() is never true for
+	// netlink sockets); both must agree.
+	for _, e := range recs[1:] {
+		if !sameDiag(recs[0], e) {
+			t.Errorf("sock_diag reports inode %d twice, differently: %+v and %+v", e.Inode, recs[0], e)
 		}
 	}
+	return recs[0]
 }
 
-func sameDiag(a, b sockDiag) bool {
-	return sameRing(a.RX, b.RX) && sameRing(a.TX, b.TX) && a.HasStats == b.HasStats &&
-		a.TXFrames == b.TXFrames && a.TXBad == b.TXBad && a.Mapped == b.Mapped && a.Drops == b.Drops
+func sameDiag(a, b nldiag.Socket) bool {
+	return sameRing(a.RX, b.RX) && sameRing(a.TX, b.TX) && (a.Stats == nil) == (b.Stats == nil) &&
+		ringStats(a) == ringStats(b) && a.Drops() == b.Drops()
+}
+
+// ringStats returns d's NETLINK_DIAG_RING_STATS, zero when absent.
+func ringStats(d nldiag.Socket) nldiag.RingStats {
+	if d.Stats == nil {
+		return nldiag.RingStats{}
+	}
+	return *d.Stats
 }
 
 // mapped returns ndrs_mapped for fd, failing if the kernel did not report
@@ -163,10 +47,10 @@ func sameDiag(a, b sockDiag) bool {
 func mapped(t *testing.T, fd int) uint32 {
 	t.Helper()
 	d := diag(t, fd)
-	if !d.HasStats {
+	if d.Stats == nil {
 		t.Fatal("sock_diag with NDIAG_SHOW_RING_CFG did not report NETLINK_DIAG_RING_STATS")
 	}
-	return d.Mapped
+	return d.Stats.Mapped
 }
 
 // kernelLog starts collecting kernel log records; the returned function
@@ -218,8 +102,8 @@ func TestDiagRingOfGroupMember(t *testing.T) {
 	}
 	since := kernelLog(t)
 	d := diag(t, r.fd)
-	if !sameRing(d.RX, &rx) || d.Mapped != 1 {
-		t.Errorf("sock_diag reports RX %v, mapped %d; want %v, 1", d.RX, d.Mapped, rx)
+	if !sameRing(d.RX, &rx) || d.Stats == nil || d.Stats.Mapped != 1 {
+		t.Errorf("sock_diag reports RX %v, ring stats %v; want %v, mapped 1", d.RX, d.Stats, rx)
 	}
 	for _, m := range since() {
 		if strings.HasPrefix(m, "WARNING:") || strings.HasPrefix(m, "BUG:") {
@@ -239,9 +123,8 @@ func TestDiagRingStatsPresence(t *testing.T) {
 	want := func(step string, has bool, mapped uint32) {
 		t.Helper()
 		d := diag(t, fd)
-		if d.HasStats != has || d.Mapped != mapped || d.TXFrames != 0 || d.TXBad != 0 {
-			t.Errorf("%s: ring stats present %v, mapped %d, TX frames %d/%d; want present %v, mapped %d, no TX frames",
-				step, d.HasStats, d.Mapped, d.TXFrames, d.TXBad, has, mapped)
+		if (d.Stats != nil) != has || ringStats(d) != (nldiag.RingStats{Mapped: mapped}) {
+			t.Errorf("%s: ring stats %v; want present %v, mapped %d, no TX frames", step, d.Stats, has, mapped)
 		}
 	}
 	want("no ring", false, 0)

@@ -155,7 +155,7 @@ func TestSkipSteppedOver(t *testing.T) {
 func TestOverrun(t *testing.T) {
 	requireRings(t)
 	r := newRawRing(t, unix.NETLINK_ROUTE, mustParams(t, pageSize/4, 4), ring.Params{})
-	drops0 := diag(t, r.fd).Drops
+	drops0 := diag(t, r.fd).Drops()
 	var got []uint32
 	drain := func() {
 		t.Helper()
@@ -172,7 +172,7 @@ func TestOverrun(t *testing.T) {
 	if err := r.pendingError(); !errors.Is(err, unix.EAGAIN) {
 		t.Errorf("second recvmsg = %v, want EAGAIN (ENOBUFS reported once)", err)
 	}
-	if d := diag(t, r.fd).Drops - drops0; d != 6 {
+	if d := diag(t, r.fd).Drops() - drops0; d != 6 {
 		t.Errorf("drop counter rose by %d, want 6", d)
 	}
 	if !pollIn(t, r.fd) {
@@ -190,7 +190,7 @@ func TestOverrun(t *testing.T) {
 	if e := r.soError(t); e != 0 {
 		t.Errorf("second SO_ERROR = %v, want 0", e)
 	}
-	if d := diag(t, r.fd).Drops - drops0; d != 7 {
+	if d := diag(t, r.fd).Drops() - drops0; d != 7 {
 		t.Errorf("drop counter rose by %d in all, want 7", d)
 	}
 	drain()
@@ -392,7 +392,7 @@ func TestCopyAfterOverrunWithFreeFrames(t *testing.T) {
 	if e := r.soError(t); e != unix.ENOBUFS {
 		t.Fatalf("SO_ERROR = %v, want ENOBUFS", e)
 	}
-	drops := diag(t, r.fd).Drops
+	drops := diag(t, r.fd).Drops()
 	for i := range 4 {
 		r.rx.setStatus(i, ring.StatusUnused)
 	}
@@ -404,7 +404,7 @@ func TestCopyAfterOverrunWithFreeFrames(t *testing.T) {
 			what = ", holding " + describeAck(r.rx.payload(0)[:r.rx.hdr(0).Len])
 		}
 		t.Errorf("RTM_GETLINK reply after the ring was drained: frame 0 is %v%s, want COPY; drops rose by %d",
-			st, what, diag(t, r.fd).Drops-drops)
+			st, what, diag(t, r.fd).Drops()-drops)
 	}
 	r.rx.setStatus(0, ring.StatusUnused)
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlmmap/nlmmap/guest/nldiag"
 	"github.com/nlmmap/nlmmap/guest/nlmsg"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
@@ -381,13 +382,13 @@ func stopReading(t *testing.T, c *ring.Conn, proto int) {
 		t.Errorf("SO_ERROR on a full ring: %v %v, want 0 (the dump waits, it does not overrun)", unix.Errno(v), err)
 	}
 	d := diagSocket(t, proto, connIno(t, c))
-	if d.Drops != 0 {
-		t.Errorf("sock_diag: %d drops, want 0", d.Drops)
+	if d.Drops() != 0 {
+		t.Errorf("sock_diag: %d drops, want 0", d.Drops())
 	}
-	if d.Flags&ndiagFlagCBRunning == 0 {
+	if d.Flags&nldiag.FlagCBRunning == 0 {
 		t.Errorf("sock_diag flags %#x: dump not running, want it waiting for room", d.Flags)
 	}
-	t.Logf("stopped reading: RX %v, drops %d, flags %#x", st, d.Drops, d.Flags)
+	t.Logf("stopped reading: RX %v, drops %d, flags %#x", st, d.Drops(), d.Flags)
 }
 
 // plainLinks dumps the links through a socket without rings.

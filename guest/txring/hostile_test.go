@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/nlmmap/nlmmap/guest/nldiag"
 	"github.com/nlmmap/nlmmap/guest/nlmsg"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
@@ -46,7 +47,7 @@ type txOutcome struct {
 	txStatus  [][]ring.Status // per sendto: the batch's frames after it
 	revents   []int16         // per sendto: poll(POLLIN|POLLOUT) right after it
 	datagrams []datagram      // everything the socket received
-	stats     ringStats
+	stats     nldiag.RingStats
 }
 
 var kernelAddr = &unix.SockaddrNetlink{Family: unix.AF_NETLINK}
@@ -373,9 +374,9 @@ func TestTXHostileFrames(t *testing.T) {
 					if !slices.Equal(got, want) {
 						t.Errorf("answers:\n got %q\nwant %q", got, want)
 					}
-					wantStats := ringStats{TXFrames: 2, Mapped: 1}
+					wantStats := nldiag.RingStats{TXFrames: 2, Mapped: 1}
 					if tt.wantErr != nil {
-						wantStats = ringStats{TXFrames: 1, TXInvalid: 1, Mapped: 1}
+						wantStats = nldiag.RingStats{TXFrames: 1, TXInvalid: 1, Mapped: 1}
 					}
 					if o.stats != wantStats {
 						t.Errorf("ring stats %+v, want %+v", o.stats, wantStats)
@@ -405,18 +406,18 @@ func TestTXStopsAtFailedFrame(t *testing.T) {
 		sndbuf  int
 		port    uint32 // the first sendto's destination
 		wantErr error
-		stats   ringStats
+		stats   nldiag.RingStats
 	}{
 		{name: "NmLenZero", nmLen: 0, wantErr: unix.EINVAL,
-			stats: ringStats{TXFrames: 2, TXInvalid: 1, Mapped: 1}},
+			stats: nldiag.RingStats{TXFrames: 2, TXInvalid: 1, Mapped: 1}},
 		{name: "NmLenOverSndbuf", nmLen: uint32(sndLimit + 1), sndbuf: 1, wantErr: unix.EMSGSIZE,
-			stats: ringStats{TXFrames: 2, TXInvalid: 1, Mapped: 1}},
+			stats: nldiag.RingStats{TXFrames: 2, TXInvalid: 1, Mapped: 1}},
 		{
 			// The frame is valid and copied, the delivery fails. The
 			// kernel counts it as sent: it is not invalid, and it was
 			// taken from the ring like the frames it sent.
 			name: "NobodyAtPort", nmLen: uint32(len(first)), port: nobodysPort, wantErr: unix.ECONNREFUSED,
-			stats: ringStats{TXFrames: 3, Mapped: 1},
+			stats: nldiag.RingStats{TXFrames: 3, Mapped: 1},
 		},
 	}
 	for _, mode := range modes {
@@ -490,7 +491,7 @@ func TestTXStopsAtGap(t *testing.T) {
 	if ds := drainNow(t, c); len(ds) != 0 {
 		t.Errorf("answers %q, want none: nothing was sent", answers(t, ds))
 	}
-	if st := ringStatsOf(t, unix.NETLINK_ROUTE, connIno(t, c)); st != (ringStats{Mapped: 1}) {
+	if st := ringStatsOf(t, unix.NETLINK_ROUTE, connIno(t, c)); st != (nldiag.RingStats{Mapped: 1}) {
 		t.Errorf("ring stats %+v: frames counted, none sent or rejected", st)
 	}
 	fr.SetStatus(ring.StatusUnused)

@@ -2,9 +2,9 @@ package txring
 
 import (
 	"encoding/binary"
-	"slices"
 	"testing"
 
+	"github.com/nlmmap/nlmmap/guest/nldiag"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
 )
@@ -51,7 +51,7 @@ func TestDiagRingConfig(t *testing.T) {
 				if d.Stats == nil {
 					t.Fatalf("%s: no NETLINK_DIAG_RING_STATS (attributes %v)", when, d.Attrs)
 				}
-				if want := (ringStats{Mapped: mapped}); *d.Stats != want {
+				if want := (nldiag.RingStats{Mapped: mapped}); *d.Stats != want {
 					t.Errorf("%s: ring stats %+v, want %+v", when, *d.Stats, want)
 				}
 				if int(d.Protocol) != tt.family {
@@ -71,12 +71,12 @@ func TestDiagRingConfig(t *testing.T) {
 			check("second mapping gone", 1)
 
 			// Without NDIAG_SHOW_RING_CFG, none of it.
-			socks, err := diagNetlinkShow(tt.family, ndiagShowFlags)
+			socks, err := nldiag.Dump(tt.family, nldiag.ShowFlags)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, s := range socks {
-				if s.Ino == ino && (s.RX != nil || s.TX != nil || s.Stats != nil || slices.Contains(s.Attrs, netlinkDiagPad)) {
+				if s.Inode == ino && (s.RX != nil || s.TX != nil || s.Stats != nil || s.Has(nldiag.AttrPad)) {
 					t.Errorf("without NDIAG_SHOW_RING_CFG: attributes %v", s.Attrs)
 				}
 			}
@@ -91,7 +91,7 @@ func TestDiagRingConfig(t *testing.T) {
 		name   string
 		do     func(t *testing.T, fd int)
 		rx, tx ring.Params
-		stats  *ringStats
+		stats  *nldiag.RingStats
 	}{
 		{name: "NoRings", do: func(*testing.T, int) {}},
 		{
@@ -100,12 +100,12 @@ func TestDiagRingConfig(t *testing.T) {
 				setRing(t, fd, ring.OptRXRing, rx)
 				setRing(t, fd, ring.OptTXRing, tx)
 			},
-			rx: rx, tx: tx, stats: &ringStats{},
+			rx: rx, tx: tx, stats: &nldiag.RingStats{},
 		},
 		{
 			name: "TXRingNotMapped",
 			do:   func(t *testing.T, fd int) { setRing(t, fd, ring.OptTXRing, tx) },
-			tx:   tx, stats: &ringStats{},
+			tx:   tx, stats: &nldiag.RingStats{},
 		},
 		{
 			// Mapped, unmapped and torn down: as if it never had rings.
@@ -144,7 +144,7 @@ func TestDiagRingConfig(t *testing.T) {
 			switch {
 			case tt.stats == nil && d.Stats != nil:
 				t.Errorf("NETLINK_DIAG_RING_STATS %+v, want none: the socket has no ring and no mapping", *d.Stats)
-			case tt.stats == nil && slices.Contains(d.Attrs, netlinkDiagPad):
+			case tt.stats == nil && d.Has(nldiag.AttrPad):
 				t.Errorf("NETLINK_DIAG_PAD without NETLINK_DIAG_RING_STATS")
 			case tt.stats != nil && d.Stats == nil:
 				t.Errorf("no NETLINK_DIAG_RING_STATS, want %+v", *tt.stats)

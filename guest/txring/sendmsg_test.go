@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/nlmmap/nlmmap/guest/nldiag"
 	"github.com/nlmmap/nlmmap/guest/nlmsg"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
@@ -29,7 +30,7 @@ func TestTXNeverInPlace(t *testing.T) {
 	hiddenDump := append(getLink(3, 1, unix.NLM_F_ACK), dumpLinks(4)...)
 
 	type outcome struct {
-		diag      sockDiag
+		diag      nldiag.Socket
 		datagrams []datagram
 		sent      []int64 // sendto results, when known
 	}
@@ -129,7 +130,7 @@ func TestTXNeverInPlace(t *testing.T) {
 				t.Fatalf("sock_diag reported no NETLINK_DIAG_RING_STATS (attributes %v)", o.diag.Attrs)
 			}
 			t.Logf("sendto %v; ring stats %+v; RX: %s", o.sent, *st, describe(o.datagrams))
-			if want := (ringStats{TXFrames: tt.frames, Mapped: tt.mapped}); *st != want {
+			if want := (nldiag.RingStats{TXFrames: tt.frames, Mapped: tt.mapped}); *st != want {
 				t.Errorf("ring stats %+v, want %+v", *st, want)
 			}
 			if len(o.sent) > 0 && o.sent[0] != tt.sent {
@@ -183,7 +184,7 @@ func TestTXSnapshotAtSend(t *testing.T) {
 	if len(got) != 1 || !bytes.Equal(got[0], orig) {
 		t.Errorf("the receiver got %q, want only %q: the kernel must deliver its copy", got, orig)
 	}
-	if want := (ringStats{TXFrames: 1, Mapped: 1}); *res.diag.Stats != want {
+	if want := (nldiag.RingStats{TXFrames: 1, Mapped: 1}); *res.diag.Stats != want {
 		t.Errorf("ring stats %+v, want %+v", *res.diag.Stats, want)
 	}
 }
@@ -222,7 +223,7 @@ func TestTXOneRingPerCall(t *testing.T) {
 	if want := [][]byte{m1, m2, m3}; !slices.EqualFunc(got, want, bytes.Equal) {
 		t.Errorf("the receiver got %q, want %q", got, want)
 	}
-	if want := (ringStats{TXFrames: 3, Mapped: 1}); *res.diag.Stats != want {
+	if want := (nldiag.RingStats{TXFrames: 3, Mapped: 1}); *res.diag.Stats != want {
 		t.Errorf("ring stats %+v, want %+v", *res.diag.Stats, want)
 	}
 }

@@ -58,6 +58,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/nlmmap/nlmmap/guest/nldiag"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
 )
@@ -165,7 +166,7 @@ type soloResult struct {
 	txStatus  [][]ring.Status // per sendto: the filled frames' status after it
 	revents   []int16         // per sendto: poll events right after it
 	datagrams []datagram      // the RX ring's datagrams in ring order
-	diag      sockDiag
+	diag      nldiag.Socket
 }
 
 // runSolo forks a single-threaded child that sends cfg.frames from its TX
