@@ -184,6 +184,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	key := Key(src.ID, fl.Name, compiler, patches, frags)
 
 	dir := filepath.Join(o.CacheRoot, "build", fl.Name+"-"+src.ShortID())
+	unlock, err := lockPath(ctx, dir+".lock", "the "+fl.Name+" build directory "+dir, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	obj := filepath.Join(dir, "obj")
 	stampPath := filepath.Join(dir, "stamp.json")
 	var stamp BuildInfo

@@ -71,6 +71,11 @@ func BuildPrefixes(ctx context.Context, o Options, sets []PrefixSet, visit func(
 	}
 
 	dir := filepath.Join(o.CacheRoot, "build", "prefixes-"+src.ShortID())
+	unlock, err := lockPath(ctx, dir+".lock", "the prefix build directory "+dir, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	tree := filepath.Join(dir, "src")
 	if err := PrepareTree(pristine, tree); err != nil {
 		return nil, err
@@ -138,7 +143,13 @@ func BaseTree(o Options, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tree := filepath.Join(o.CacheRoot, "build", safeName(name)+"-"+src.ShortID(), "src")
+	dir := filepath.Join(o.CacheRoot, "build", safeName(name)+"-"+src.ShortID())
+	unlock, err := lockPath(context.Background(), dir+".lock", "the tree "+dir, o.Log)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	tree := filepath.Join(dir, "src")
 	if err := PrepareTree(pristine, tree); err != nil {
 		return "", err
 	}

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -38,6 +39,11 @@ type Pristine struct {
 // with the same source identity return the existing repository.
 func ImportPristine(src *Source, cacheRoot string, log io.Writer) (*Pristine, error) {
 	repo := filepath.Join(cacheRoot, "src", src.ShortID()+".git")
+	unlock, err := lockPath(context.Background(), repo+".lock", "the source import "+repo, log)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if base, err := gitOut(repo, "rev-parse", "--verify", "-q", "refs/heads/pristine^{commit}"); err == nil {
 		ver, _ := gitOut(repo, "config", "nlmmap.version")
 		return &Pristine{Repo: repo, BaseCommit: strings.TrimSpace(base), Version: strings.TrimSpace(ver)}, nil
