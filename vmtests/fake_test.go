@@ -20,7 +20,13 @@ for a in "$@"; do
 	case "$a" in *,path=*) share=$(echo "$a" | sed 's/.*,path=\([^,]*\).*/\1/');; esac
 done
 cp "$FAKE_RESULTS" "$share/results.json"
+echo '[    0.500000] BUG: sleeping function called from invalid context at kernel/x.c:1'
 echo '[    1.000000] nlmmap: userspace up'
+echo '[    1.010000] nlmmap: BEGIN example.com/nlmmap/guest/basic TestA'
+echo '[    1.020000] ------------[ cut here ]------------'
+echo '[    1.020001] WARNING: CPU: 0 PID: 61 at net/netlink/af_netlink.c:1775 netlink_setsockopt+0x94/0x25d'
+echo '[    1.020002] ---[ end trace 0000000000000000 ]---'
+echo '[    1.030000] nlmmap: END example.com/nlmmap/guest/basic TestA PASS'
 echo '[    1.100000] nlmmap: BEGIN example.com/nlmmap/guest/basic TestD'
 echo '[    1.200000] nlmmap: DONE'
 `
@@ -77,7 +83,7 @@ func TestGuestWithFakeQEMU(t *testing.T) {
 	)
 	out, err := cmd.CombinedOutput()
 	if err == nil {
-		t.Errorf("TestGuest passed, want it to fail (TestB, TestD and TestE failed)")
+		t.Errorf("TestGuest passed, want it to fail (TestA WARNed, TestB, TestD and TestE failed, BUG at boot)")
 	}
 	got := map[string]string{}
 	for _, line := range strings.Split(string(out), "\n") {
@@ -87,24 +93,33 @@ func TestGuestWithFakeQEMU(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"TestGuest":                 "FAIL",
-		"TestGuest/basic":           "FAIL",
-		"TestGuest/basic/TestA":     "PASS",
-		"TestGuest/basic/TestB":     "FAIL",
-		"TestGuest/basic/TestB/one": "FAIL",
-		"TestGuest/basic/TestB/two": "PASS",
-		"TestGuest/basic/TestC":     "SKIP",
-		"TestGuest/basic/TestD":     "FAIL",
-		"TestGuest/basic/TestE":     "FAIL",
+		"TestGuest":                     "FAIL",
+		"TestGuest/basic":               "FAIL",
+		"TestGuest/basic/TestA":         "FAIL", // passed in Go, but the kernel WARNed
+		"TestGuest/basic/TestB":         "FAIL",
+		"TestGuest/basic/TestB/one":     "FAIL",
+		"TestGuest/basic/TestB/two":     "PASS",
+		"TestGuest/basic/TestC":         "SKIP",
+		"TestGuest/basic/TestD":         "FAIL",
+		"TestGuest/basic/TestE":         "FAIL",
+		"TestGuest/console":             "FAIL",
+		"TestGuest/console/boot":        "FAIL",
+		"TestGuest/console/after-tests": "PASS",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("host results = %v\nwant %v\nchild output:\n%s", got, want, out)
 	}
 	for _, s := range []string{
-		"b_test.go:9: boom",                   // a failing subtest shows its guest output
-		"needs CONFIG_NETLINK_MMAP",           // a skip shows the guest's reason
-		"started but never reported a result", // TestD began and never ended
-		"guest test never reported a result",  // TestE never began
+		"b_test.go:9: boom",                                                 // a failing subtest shows its guest output
+		"needs CONFIG_NETLINK_MMAP",                                         // a skip shows the guest's reason
+		"started but never reported a result",                               // TestD began and never ended
+		"guest test never reported a result",                                // TestE never began
+		"the guest test passed, but the kernel reported this while it ran:", // TestA
+		"kernel WARNING report (",
+		"at net/netlink/af_netlink.c:1775",                            // its excerpt
+		"kernel BUG report (",                                         // console/boot
+		"Next: make repro writes a self-contained bundle of this run", // TestGuest
+		"make vmtest RUN='^TestA$'",
 	} {
 		if !strings.Contains(string(out), s) {
 			t.Errorf("child output lacks %q:\n%s", s, out)
