@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -83,7 +85,24 @@ type BuildInfo struct {
 	BuildDir      string     `json:"build_dir"`
 }
 
-// FileHash names an input file and its sha256.
+// inputHashes lists the patches and fragments with their sha256.
+func inputHashes(patches []Patch, frags []*Fragment) (ph, fh []FileHash) {
+	for _, p := range patches {
+		ph = append(ph, FileHash{Name: p.Name, SHA256: p.SHA256})
+	}
+	for _, f := range frags {
+		fh = append(fh, FileHash{Name: f.Name, SHA256: plainSHA256(f.Raw)})
+	}
+	return ph, fh
+}
+
+// plainSHA256 is the hex sha256 of data, as sha256sum prints it.
+func plainSHA256(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+// FileHash names an input file and its sha256 (as sha256sum prints it).
 type FileHash struct {
 	Name   string `json:"name"`
 	SHA256 string `json:"sha256"`
@@ -195,6 +214,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if data, err := os.ReadFile(stampPath); err == nil && json.Unmarshal(data, &stamp) == nil && stamp.Key == key {
 		if _, err := os.Stat(filepath.Join(obj, "arch/x86/boot/bzImage")); err == nil {
 			fmt.Fprintf(o.Log, "kernel: %s %s is up to date (key %s)\n", fl.Name, stamp.KernelRelease, key[:12])
+			// Same key, same inputs: describe them as this version does.
+			stamp.Patches, stamp.Fragments = inputHashes(patches, frags)
 			return publish(o.Out, obj, stamp, true)
 		}
 	}
@@ -209,12 +230,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		BaseCommit: pristine.BaseCommit, KernelVersion: pristine.Version,
 		Compiler: compiler, BuildDir: dir,
 	}
-	for _, p := range patches {
-		info.Patches = append(info.Patches, FileHash{Name: p.Name, SHA256: p.SHA256})
-	}
-	for _, f := range frags {
-		info.Fragments = append(info.Fragments, FileHash{Name: f.Name, SHA256: sum(string(f.Raw))})
-	}
+	info.Patches, info.Fragments = inputHashes(patches, frags)
 	os.Remove(stampPath) // whatever happens next, the old stamp no longer describes obj/
 
 	tree := filepath.Join(dir, "src")

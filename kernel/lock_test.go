@@ -3,6 +3,7 @@ package kernel
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,5 +55,18 @@ func TestLockPathGivesUpWithContext(t *testing.T) {
 	defer cancel()
 	if _, err := lockPath(ctx, path, "x", &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "Next:") {
 		t.Errorf("lockPath with a done context = %v, want an error saying what to do", err)
+	}
+}
+
+func TestListPatchesHashIsSha256sum(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "0001-a.patch"), []byte("hello\n"), 0o644)
+	ps, err := ListPatches(dir)
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("ListPatches = %v, %v", ps, err)
+	}
+	// sha256sum of "hello\n": what a reviewer compares build.json with.
+	if want := "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"; ps[0].SHA256 != want {
+		t.Errorf("SHA256 = %s, want %s", ps[0].SHA256, want)
 	}
 }

@@ -162,7 +162,7 @@ func PrepareTree(p *Pristine, dir string) error {
 type Patch struct {
 	Name   string // file name, e.g. 0001-netlink-add-mmap.patch
 	Path   string
-	SHA256 string
+	SHA256 string // of the file, as sha256sum prints it
 	Data   []byte
 }
 
@@ -186,7 +186,7 @@ func ListPatches(dir string) ([]Patch, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list patches: %w", err)
 		}
-		out = append(out, Patch{Name: filepath.Base(p), Path: p, SHA256: sum(string(data)), Data: data})
+		out = append(out, Patch{Name: filepath.Base(p), Path: p, SHA256: plainSHA256(data), Data: data})
 	}
 	return out, nil
 }
