@@ -53,34 +53,8 @@ func TestGuestWithFakeQEMU(t *testing.T) {
 	if os.Getenv("NLMMAP_FAKE_CHILD") == "1" {
 		t.Skip("inside the child")
 	}
-	dir := t.TempDir()
-	write := func(name, data string, mode os.FileMode) string {
-		p := filepath.Join(dir, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(data), mode); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	kern := write("out/baseline/bzImage", "kernel", 0o644)
-	write("out/baseline/kernel.release", "6.12.117-nlmmap\n", 0o644)
-	initrd := write("out/initramfs.cpio", "cpio", 0o644)
-	m, _ := json.Marshal(guestrun.Manifest{Packages: []guestrun.ManifestPackage{{
-		ImportPath: "example.com/nlmmap/guest/basic", Name: "basic",
-		Tests: []string{"TestA", "TestB", "TestC", "TestD", "TestE"},
-	}}})
-	write("out/initramfs.json", string(m), 0o644)
-	qemu := write("qemu", fakeGuest, 0o755)
-	results := write("results.json", fakeResults, 0o644)
-
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestGuest$", "-test.v")
-	cmd.Env = append(os.Environ(),
-		"NLMMAP_FAKE_CHILD=1",
-		"NLMMAP_KERNEL="+kern, "NLMMAP_INITRAMFS="+initrd,
-		"NLMMAP_QEMU="+qemu, "NLMMAP_ACCEL=tcg", "NLMMAP_RUN=",
-		"NLMMAP_CACHE="+filepath.Join(dir, "cache"),
-		"FAKE_RESULTS="+results,
-	)
+	cmd.Env = fakeChildEnv(t)
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Errorf("TestGuest passed, want it to fail (TestA WARNed, TestB, TestD and TestE failed, BUG at boot)")
@@ -125,4 +99,38 @@ func TestGuestWithFakeQEMU(t *testing.T) {
 			t.Errorf("child output lacks %q:\n%s", s, out)
 		}
 	}
+}
+
+// fakeChildEnv lays out a fake kernel, initramfs, QEMU and guest results
+// (tests A to E of package basic) and returns the environment for a child
+// that runs TestGuest on them.
+func fakeChildEnv(t *testing.T) []string {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, data string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	kern := write("out/baseline/bzImage", "kernel", 0o644)
+	write("out/baseline/kernel.release", "6.12.117-nlmmap\n", 0o644)
+	initrd := write("out/initramfs.cpio", "cpio", 0o644)
+	m, _ := json.Marshal(guestrun.Manifest{Packages: []guestrun.ManifestPackage{{
+		ImportPath: "example.com/nlmmap/guest/basic", Name: "basic",
+		Tests: []string{"TestA", "TestB", "TestC", "TestD", "TestE"},
+	}}})
+	write("out/initramfs.json", string(m), 0o644)
+	qemu := write("qemu", fakeGuest, 0o755)
+	results := write("results.json", fakeResults, 0o644)
+
+	return append(os.Environ(),
+		"NLMMAP_FAKE_CHILD=1",
+		"NLMMAP_KERNEL="+kern, "NLMMAP_INITRAMFS="+initrd,
+		"NLMMAP_QEMU="+qemu, "NLMMAP_ACCEL=tcg", "NLMMAP_RUN=",
+		"NLMMAP_CACHE="+filepath.Join(dir, "cache"),
+		"FAKE_RESULTS="+results,
+	)
 }
