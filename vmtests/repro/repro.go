@@ -74,12 +74,18 @@ type Options struct {
 	JUnit string
 	// Now is the creation time; default time.Now.
 	Now func() time.Time
+	// FromRun names the run the bundle is of; default the outcome's run
+	// directory (a bundle of a bundle names the original run).
+	FromRun string
 }
 
 // Write makes a bundle of the run in dst, which must not exist or be empty.
 func Write(out *suite.Outcome, dst string, o Options) (*Bundle, error) {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.FromRun == "" {
+		o.FromRun = out.RunDir
 	}
 	if entries, err := os.ReadDir(dst); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("write bundle: %s is not empty\nNext: choose a new directory", dst)
@@ -123,7 +129,7 @@ func Write(out *suite.Outcome, dst string, o Options) (*Bundle, error) {
 		return nil, err
 	}
 	m := Meta{
-		Format: Format, Created: o.Now().UTC().Round(time.Second), FromRun: out.RunDir,
+		Format: Format, Created: o.Now().UTC().Round(time.Second), FromRun: o.FromRun,
 		Failed: out.Failed(), Summary: out.Summary(), Failures: failures(out),
 		Accel: out.Accel, Cmdline: out.Cmdline,
 	}
@@ -134,7 +140,7 @@ func Write(out *suite.Outcome, dst string, o Options) (*Bundle, error) {
 		}
 	}
 	b := &Bundle{Dir: dst, Meta: m, Outcome: &rec}
-	td := textData{B: b, Cmd: relocate(out), VMSeconds: vmSeconds(out)}
+	td := textData{B: b, Cmd: relocate(out.Cmdline), VMSeconds: vmSeconds(out)}
 	if err := writeText(filepath.Join(dst, ScriptFile), scriptTmpl, td, 0o755); err != nil {
 		return nil, err
 	}

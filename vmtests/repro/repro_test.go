@@ -130,6 +130,18 @@ func TestWriteOpen(t *testing.T) {
 		t.Errorf("Replay = %+v", o)
 	}
 
+	// A bundle of the bundle (what make repro does with out/last-failed)
+	// still relocates the original command line and names the original run.
+	again := filepath.Join(t.TempDir(), "again")
+	b2, err := Write(got.Outcome, again, Options{FromRun: got.Meta.FromRun})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script2, _ := os.ReadFile(filepath.Join(again, ScriptFile))
+	if !strings.Contains(string(script2), `-kernel "$B/bzImage" `) || b2.Meta.FromRun != out.RunDir {
+		t.Errorf("bundle of a bundle: from %q, run.sh:\n%s", b2.Meta.FromRun, script2)
+	}
+
 	// A damaged bundle is refused, naming the file.
 	os.WriteFile(filepath.Join(moved, KernelFile), []byte("another kernel"), 0o644)
 	if _, err := Open(moved); err == nil || !strings.Contains(err.Error(), "bzImage differs") {

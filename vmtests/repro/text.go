@@ -2,7 +2,7 @@ package repro
 
 import (
 	"fmt"
-	"strings"
+	"regexp"
 	"text/template"
 	"time"
 
@@ -19,21 +19,26 @@ type textData struct {
 	VMSeconds int
 }
 
-// relocate rewrites the recorded QEMU command line for run.sh.
-func relocate(out *suite.Outcome) string {
-	cmd := out.Cmdline
-	for _, r := range []struct{ from, to string }{
-		{" -kernel " + out.Kernel + " ", ` -kernel "$B/` + KernelFile + `" `},
-		{" -initrd " + out.Initramfs, ` -initrd "$B/` + InitramfsFile + `"`},
-		{"path=" + out.RunDir + ",", `path="$SHARE",`},
-		{"accel=" + out.Accel + " ", `accel="${ACCEL:-` + out.Accel + `}" `},
-	} {
-		if !strings.Contains(cmd+" ", r.from) {
+var (
+	kernelArgRe = regexp.MustCompile(` -kernel (\S+)`)
+	initrdArgRe = regexp.MustCompile(` -initrd (\S+)`)
+	shareArgRe  = regexp.MustCompile(`([ ,]path=)([^, ]+)(,)`)
+	accelArgRe  = regexp.MustCompile(`(accel=)(\w+)`)
+)
+
+// relocate rewrites the recorded QEMU command line for run.sh: the kernel,
+// initramfs and share paths become "$B/...", "$SHARE", and the accelerator
+// "${ACCEL:-<recorded>}". It returns "" if the line does not have them all.
+func relocate(cmdline string) string {
+	for _, re := range []*regexp.Regexp{kernelArgRe, initrdArgRe, shareArgRe, accelArgRe} {
+		if !re.MatchString(cmdline) {
 			return ""
 		}
-		cmd = strings.Replace(cmd+" ", r.from, r.to, 1)
 	}
-	return strings.TrimSpace(cmd)
+	cmd := kernelArgRe.ReplaceAllLiteralString(cmdline, ` -kernel "$B/`+KernelFile+`"`)
+	cmd = initrdArgRe.ReplaceAllLiteralString(cmd, ` -initrd "$B/`+InitramfsFile+`"`)
+	cmd = shareArgRe.ReplaceAllString(cmd, `${1}"$$SHARE"${3}`)
+	return accelArgRe.ReplaceAllString(cmd, `${1}"$${ACCEL:-${2}}"`)
 }
 
 // vmSeconds is the VM timeout of the recorded run, for run.sh.
@@ -69,25 +74,25 @@ B=$(cd "$(dirname "$0")" && pwd)
 SHARE=$B/replay-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$SHARE"
 cp "$B/plan.json" "$SHARE/plan.json"
-{{- if .Cmd}}
-echo "run.sh: booting (at most {{.VMSeconds}}s); console: $SHARE/console.log"
-status=0
-timeout {{.VMSeconds}} {{.Cmd}} > "$SHARE/console.log" 2>&1 || status=$?
-{{- else}}
+{{- if not .Cmd}}
 echo "run.sh: the recorded command line could not be relocated automatically;" >&2
 echo "edit the paths in $B/qemu-cmdline.txt (kernel, initrd, 9p share path=$SHARE) and run it" >&2
 exit 2
-{{- end}}
+{{- else}}
+echo "run.sh: booting (at most {{.VMSeconds}}s); console: $SHARE/console.log"
+status=0
+timeout {{.VMSeconds}} {{.Cmd}} > "$SHARE/console.log" 2>&1 || status=$?
 c=$SHARE/console.log
 echo "run.sh: QEMU exited with status $status"
 echo "run.sh: guest tests: $(grep -c 'nlmmap: END .* PASS' "$c") passed, $(grep -c 'nlmmap: END .* FAIL' "$c") failed, $(grep -c 'nlmmap: END .* SKIP' "$c") skipped"
 grep 'nlmmap: END .* FAIL' "$c" | sed 's/.*nlmmap: END /run.sh: FAIL /' || true
-if grep -q 'nlmmap: DONE' "$c"; then :; else
+if ! grep -q 'nlmmap: DONE' "$c"; then
 	echo "run.sh: the guest did not finish; last test begun: $(grep 'nlmmap: BEGIN' "$c" | tail -1 | sed 's/.*nlmmap: BEGIN //')"
 fi
 echo "run.sh: lines that start kernel reports:"
 grep -nE '\] (BUG: |WARNING: |UBSAN: |refcount_t: |unreferenced object |Kernel panic|INFO: task .*blocked for more than|rcu: INFO: .*stall|Oops: |Call Trace:)' "$c" || echo "  none"
 echo "run.sh: recorded run: {{.B.Meta.Summary}}"
+{{- end}}
 `))
 
 var readmeTmpl = template.Must(template.New(ReadmeFile).Funcs(funcs).Parse(`# Reproduction bundle

@@ -24,7 +24,7 @@ func main() {
 	flag.Parse()
 
 	var src *suite.Outcome
-	junit := ""
+	junit, from := "", ""
 	lastFailed := filepath.Join(*out, "last-failed")
 	lastRun := filepath.Join(*out, "run", suite.OutcomeFile)
 	if _, err := os.Stat(lastFailed); err == nil {
@@ -32,7 +32,7 @@ func main() {
 		if err != nil {
 			fail(fmt.Errorf("%v\nNext: remove %s, rerun make vmtest, then make repro", err, lastFailed))
 		}
-		src = b.Outcome
+		src, from = b.Outcome, b.Meta.FromRun
 		fmt.Fprintf(os.Stderr, "repro: the last failing run (%s): %s\n", b.Outcome.Started.Format(time.DateTime), b.Meta.Summary)
 		if last, err := suite.ReadOutcome(lastRun); err == nil && !last.Failed() && last.Started.After(b.Outcome.Started) {
 			fmt.Fprintf(os.Stderr, "repro: the last run (%s) passed; remove %s to bundle that one instead\n", last.Started.Format(time.DateTime), lastFailed)
@@ -47,7 +47,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "repro: no failing run kept; bundling the last run: %s\n", o.Summary())
 	}
 	dst := filepath.Join(*out, "repro", time.Now().Format("20060102-150405"))
-	b, err := repro.Write(src, dst, repro.Options{JUnit: junit})
+	b, err := repro.Write(src, dst, repro.Options{JUnit: junit, FromRun: from})
 	if err != nil {
 		fail(err)
 	}
