@@ -17,13 +17,13 @@ KERNEL := $(OUT)/$(FLAVOR)/bzImage
 INITRAMFS := $(OUT)/initramfs.cpio
 NLMMAP_CACHE_DIR = $(or $(NLMMAP_CACHE),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME)/nlmmap,$(HOME)/.cache/nlmmap))
 
-.PHONY: all tools kernel initramfs vmtest repro unit test check-series clean distclean
+.PHONY: all tools kernel initramfs vmtest repro check-bisect bisect unit test check-series clean distclean
 
 all: vmtest
 
 tools:
 	@$(GO) build -o $(BIN)/ ./kernel/cmd/nlmmap-kernel ./initramfs/cmd/nlmmap-initramfs ./vmtests/cmd/nlmmap-accel ./kernel/cmd/nlmmap-series \
-		./vmtests/cmd/nlmmap-vm ./vmtests/cmd/nlmmap-repro
+		./vmtests/cmd/nlmmap-vm ./vmtests/cmd/nlmmap-repro ./vmtests/cmd/nlmmap-bisect
 
 kernel: tools
 	@$(BIN)/nlmmap-kernel -flavor $(FLAVOR) -out $(OUT) -patches $(PATCHES)
@@ -46,11 +46,12 @@ vmtest: kernel initramfs
 	@$(call report,$(OUT)/run,$(OUT)/junit.xml)
 
 # make repro: a self-contained bundle of the last failing (or last) run in
-# out/repro/<time>/. make repro BUNDLE=<dir>: boot that bundle again and
+# out/repro/<time>/ (FROM=<run directory> for another run, e.g. a prefix's
+# from make check-bisect). make repro BUNDLE=<dir>: boot that bundle again and
 # report like vmtest (it needs neither the cache nor a kernel build).
 repro: tools
 ifeq ($(BUNDLE),)
-	@$(BIN)/nlmmap-repro -out $(OUT)
+	@$(BIN)/nlmmap-repro -out $(OUT) $(if $(FROM),-from '$(FROM)')
 else
 	@$(BIN)/nlmmap-vm -bundle '$(BUNDLE)' -rundir $(OUT)/replay
 	@$(call report,$(OUT)/replay,$(OUT)/replay/junit.xml)
@@ -61,6 +62,18 @@ endif
 # prefix built with CONFIG_NETLINK_MMAP=y and =n (about half an hour).
 check-series: tools
 	@$(BIN)/nlmmap-series -builds
+
+# Every prefix of the series built with CONFIG_NETLINK_MMAP=y and =n and
+# booted with the guest tests that apply to it (30-60 minutes on 2 cores).
+check-bisect: initramfs
+	@$(BIN)/nlmmap-bisect -check -initramfs $(INITRAMFS) -out $(OUT)/bisect -patches $(PATCHES)
+
+# The first patch at which the guest tests RUN selects fail, by binary
+# search over the prefixes (SET=debug, make vmtest's configuration, or y/n).
+SET ?= debug
+bisect: initramfs
+	@test -n '$(RUN)' || { echo "make bisect: say which test, e.g. make bisect RUN=TestOverrun"; exit 2; }
+	@$(BIN)/nlmmap-bisect -run '$(RUN)' -set $(SET) -initramfs $(INITRAMFS) -out $(OUT)/bisect -patches $(PATCHES)
 
 unit:
 	$(GO) vet ./...

@@ -312,8 +312,18 @@ func configure(mk *maker, obj string, frags []*Fragment) error {
 // publish copies the build's products to out/<flavor>/.
 func publish(out, obj string, info BuildInfo, cached bool) (*Result, error) {
 	dst := filepath.Join(out, info.Flavor)
+	if err := Publish(dst, obj, info); err != nil {
+		return nil, err
+	}
+	return &Result{Info: info, BzImage: filepath.Join(dst, "bzImage"), Config: filepath.Join(dst, ".config"), Cached: cached}, nil
+}
+
+// Publish copies bzImage and .config from the object directory obj to dst,
+// with kernel.release and build.json from info: what the boot side needs
+// next to a kernel.
+func Publish(dst, obj string, info BuildInfo) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return nil, fmt.Errorf("publish kernel: %w", err)
+		return fmt.Errorf("publish kernel: %w", err)
 	}
 	for _, c := range []struct{ from, to string }{
 		{filepath.Join(obj, "arch/x86/boot/bzImage"), "bzImage"},
@@ -321,20 +331,20 @@ func publish(out, obj string, info BuildInfo, cached bool) (*Result, error) {
 	} {
 		data, err := os.ReadFile(c.from)
 		if err != nil {
-			return nil, fmt.Errorf("publish kernel: %w", err)
+			return fmt.Errorf("publish kernel: %w", err)
 		}
 		if err := writeFileAtomic(filepath.Join(dst, c.to), data); err != nil {
-			return nil, fmt.Errorf("publish kernel: %w", err)
+			return fmt.Errorf("publish kernel: %w", err)
 		}
 	}
 	if err := writeFileAtomic(filepath.Join(dst, "kernel.release"), []byte(info.KernelRelease+"\n")); err != nil {
-		return nil, fmt.Errorf("publish kernel: %w", err)
+		return fmt.Errorf("publish kernel: %w", err)
 	}
 	data, _ := json.MarshalIndent(info, "", "  ")
 	if err := writeFileAtomic(filepath.Join(dst, "build.json"), append(data, '\n')); err != nil {
-		return nil, fmt.Errorf("publish kernel: %w", err)
+		return fmt.Errorf("publish kernel: %w", err)
 	}
-	return &Result{Info: info, BzImage: filepath.Join(dst, "bzImage"), Config: filepath.Join(dst, ".config"), Cached: cached}, nil
+	return nil
 }
 
 func compilerVersion() (string, error) {

@@ -21,18 +21,26 @@ import (
 
 func main() {
 	out := flag.String("out", "out", "the harness's output directory (holds run/ and last-failed/)")
+	from := flag.String("from", "", "bundle the run in this run directory instead (e.g. a prefix's from make check-bisect)")
 	flag.Parse()
 
 	var src *suite.Outcome
-	junit, from := "", ""
+	junit, fromRun := "", ""
 	lastFailed := filepath.Join(*out, "last-failed")
 	lastRun := filepath.Join(*out, "run", suite.OutcomeFile)
-	if _, err := os.Stat(lastFailed); err == nil {
+	if *from != "" {
+		o, err := suite.ReadOutcome(filepath.Join(*from, suite.OutcomeFile))
+		if err != nil {
+			fail(err)
+		}
+		src = o
+		fmt.Fprintf(os.Stderr, "repro: bundling the run in %s: %s\n", *from, o.Summary())
+	} else if _, err := os.Stat(lastFailed); err == nil {
 		b, err := repro.Open(lastFailed)
 		if err != nil {
 			fail(fmt.Errorf("%v\nNext: remove %s, rerun make vmtest, then make repro", err, lastFailed))
 		}
-		src, from = b.Outcome, b.Meta.FromRun
+		src, fromRun = b.Outcome, b.Meta.FromRun
 		fmt.Fprintf(os.Stderr, "repro: the last failing run (%s): %s\n", b.Outcome.Started.Format(time.DateTime), b.Meta.Summary)
 		if last, err := suite.ReadOutcome(lastRun); err == nil && !last.Failed() && last.Started.After(b.Outcome.Started) {
 			fmt.Fprintf(os.Stderr, "repro: the last run (%s) passed; remove %s to bundle that one instead\n", last.Started.Format(time.DateTime), lastFailed)
@@ -47,7 +55,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "repro: no failing run kept; bundling the last run: %s\n", o.Summary())
 	}
 	dst := filepath.Join(*out, "repro", time.Now().Format("20060102-150405"))
-	b, err := repro.Write(src, dst, repro.Options{JUnit: junit, FromRun: from})
+	b, err := repro.Write(src, dst, repro.Options{JUnit: junit, FromRun: fromRun})
 	if err != nil {
 		fail(err)
 	}
