@@ -17,13 +17,14 @@ KERNEL := $(OUT)/$(FLAVOR)/bzImage
 INITRAMFS := $(OUT)/initramfs.cpio
 NLMMAP_CACHE_DIR = $(or $(NLMMAP_CACHE),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME)/nlmmap,$(HOME)/.cache/nlmmap))
 
-.PHONY: all tools kernel initramfs vmtest repro check-bisect bisect unit test check-series clean distclean
+.PHONY: all tools kernel initramfs vmtest repro check-bisect bisect compare unit test check-series clean distclean
 
 all: vmtest
 
 tools:
 	@$(GO) build -o $(BIN)/ ./kernel/cmd/nlmmap-kernel ./initramfs/cmd/nlmmap-initramfs ./vmtests/cmd/nlmmap-accel ./kernel/cmd/nlmmap-series \
-		./vmtests/cmd/nlmmap-vm ./vmtests/cmd/nlmmap-repro ./vmtests/cmd/nlmmap-bisect
+		./vmtests/cmd/nlmmap-vm ./vmtests/cmd/nlmmap-repro ./vmtests/cmd/nlmmap-bisect \
+		./vmtests/cmd/nlmmap-compare
 
 kernel: tools
 	@$(BIN)/nlmmap-kernel -flavor $(FLAVOR) -out $(OUT) -patches $(PATCHES)
@@ -74,6 +75,14 @@ SET ?= debug
 bisect: initramfs
 	@test -n '$(RUN)' || { echo "make bisect: say which test, e.g. make bisect RUN=TestOverrun"; exit 2; }
 	@$(BIN)/nlmmap-bisect -run '$(RUN)' -set $(SET) -initramfs $(INITRAMFS) -out $(OUT)/bisect -patches $(PATCHES)
+
+# The same guest tests on the unpatched kernel and on FLAVOR, side by side:
+# on the baseline the ring tests skip with ENOPROTOOPT and the rest passes.
+compare: initramfs
+	@$(BIN)/nlmmap-kernel -flavor baseline -out $(OUT)
+	@$(BIN)/nlmmap-kernel -flavor $(FLAVOR) -out $(OUT) -patches $(PATCHES)
+	@$(BIN)/nlmmap-compare -initramfs $(INITRAMFS) -out $(OUT)/compare -run '$(RUN)' \
+		baseline=$(OUT)/baseline/bzImage $(FLAVOR)=$(OUT)/$(FLAVOR)/bzImage
 
 unit:
 	$(GO) vet ./...
