@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nlmmap/nlmmap/internal/hostdeps"
@@ -380,6 +381,12 @@ var kbuildEnv = []string{
 func (m *maker) command(args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(m.ctx, "make", append([]string{"-C", m.tree, "O=" + m.obj}, args...)...)
 	cmd.Env = append(os.Environ(), kbuildEnv...)
+	// make runs sub-makes and compilers: on cancellation (Ctrl-C, a
+	// timeout) stop them all, not just the top make, or they go on
+	// building and hold the output pipe open.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	return cmd
 }
 
