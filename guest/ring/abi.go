@@ -135,11 +135,21 @@ func (p Params) validate(pageSize int) error {
 	if uint64(p.FrameNr) != uint64(p.BlockNr)*uint64(p.BlockSize/p.FrameSize) {
 		return bad("frame count is not %d", uint64(p.BlockNr)*uint64(p.BlockSize/p.FrameSize))
 	}
-	if uint64(p.BlockSize)*uint64(p.BlockNr) > math.MaxUint32 {
-		return bad("ring size overflows 32 bits")
+	if uint64(p.BlockSize)*uint64(p.BlockNr) > MaxRingSize {
+		return bad("ring larger than %d bytes", MaxRingSize)
+	}
+	if p.FrameNr > MaxFrames {
+		return bad("more than %d frames", MaxFrames)
 	}
 	return nil
 }
+
+// The largest ring the kernel sets up (NETLINK_RING_MAX_SIZE and
+// NETLINK_RING_MAX_FRAMES).
+const (
+	MaxRingSize = 1 << 30
+	MaxFrames   = 1 << 16
+)
 
 // maxDerivedBlock bounds the block size ParamsFor picks: the kernel
 // allocates a block as one physically contiguous chunk where it can, and

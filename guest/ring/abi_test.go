@@ -72,6 +72,10 @@ func TestParamsValidate(t *testing.T) {
 		{"frame count too big", Params{page, 2, page / 2, 5}, false},
 		{"size overflows", Params{1 << 20, 1 << 12, 1 << 20, 1 << 12}, false},
 		{"frame count overflows", Params{page, math.MaxUint32, 64, math.MaxUint32}, false},
+		{"1 GiB", Params{1 << 20, 1 << 10, 1 << 20, 1 << 10}, true},
+		{"1 GiB and a block", Params{1 << 20, 1<<10 + 1, 1 << 20, 1<<10 + 1}, false},
+		{"65536 frames", Params{page, 1 << 10, 64, 1 << 16}, true},
+		{"65600 frames", Params{page, 1<<10 + 1, 64, (1<<10 + 1) * 64}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

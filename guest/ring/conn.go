@@ -27,6 +27,11 @@ type Conn struct {
 
 	rxMu sync.Mutex
 	rx   *rxRing // nil without an RX ring
+	// parked is set while a reader sleeps in the network poller because
+	// the ring had nothing to read (see wait).
+	parked bool
+	// rxErr is an error kick found, for the reader to return.
+	rxErr error
 
 	txMu sync.Mutex
 	tx   *txRing // nil without a TX ring
@@ -59,9 +64,8 @@ func Dial(family int, cfg Config) (*Conn, error) {
 // New takes ownership of fd: Close closes it, and so does New when it
 // fails. fd is switched to non-blocking mode.
 //
-// Keep fd to this Conn alone: the kernel takes the zero-copy TX path only
-// while the socket's file is not shared, so a dup of fd, or a child
-// process that inherited it, makes it copy.
+// Keep fd to this Conn alone: the datagrams of COPY frames must be read
+// by the Conn, in ring order.
 func New(fd int, cfg Config) (*Conn, error) {
 	s, err := newSysSocket(fd)
 	if err != nil {
@@ -249,34 +253,84 @@ func (c *Conn) ReceiveInto(r *Record) error {
 
 // wait runs try with rxMu held until it returns true or an error, waiting
 // for the socket to become readable in between.
+//
+// The network poller waits with edge-triggered epoll, which never calls
+// into the socket. But with an RX ring the kernel continues a dump that
+// ran out of free frames only when user space polls the socket (or
+// recvmsg finds the receive queue empty, which a reader of VALID frames
+// never calls): a reader that just slept would stall the dump for good.
+// So before sleeping the reader polls once itself, which continues the
+// dump into the frames it gave back; the part that arrives wakes the
+// poller like any message. And while a reader sleeps, Frame.Release polls
+// too (see kick), since the frame it gives back may be what the dump
+// waits for.
 func (c *Conn) wait(op string, try func() (bool, error)) error {
 	var err error
 	rerr := c.s.read(func() bool {
 		c.rxMu.Lock()
 		defer c.rxMu.Unlock()
+		c.parked = false
 		if c.closed {
 			err = ErrClosed
 			return true
 		}
-		var done bool
-		if done, err = try(); done || err != nil {
+		if c.rxErr != nil {
+			err, c.rxErr = c.rxErr, nil
 			return true
 		}
-		// Nothing to read. Report an overrun before sleeping; this is
-		// where it belongs in the stream, after what was in the ring.
-		err = c.s.sockError()
-		c.noteErr(err)
-		return err != nil
+		for polled := false; ; polled = true {
+			var done bool
+			if done, err = try(); done || err != nil {
+				return true
+			}
+			// Nothing to read. Report an overrun before sleeping; this
+			// is where it belongs in the stream, after what was in the
+			// ring.
+			err = c.s.sockError()
+			c.noteErr(err)
+			if err != nil {
+				return true
+			}
+			if c.rx == nil || polled {
+				break
+			}
+			// Readable (or an error) now: the poll continued a dump,
+			// or something arrived meanwhile. Look once more; the
+			// wakeup is not lost either way.
+			if in, perr := c.s.pollIn(); perr != nil || !in {
+				break
+			}
+		}
+		c.parked = c.rx != nil
+		return false
 	})
-	if err == nil && rerr != nil {
-		err = rerr
+	if rerr != nil {
 		c.rxMu.Lock()
-		if c.closed {
-			err = ErrClosed
+		c.parked = false
+		if err == nil {
+			err = rerr
+			if c.closed {
+				err = ErrClosed
+			}
 		}
 		c.rxMu.Unlock()
 	}
 	return opError(op, err)
+}
+
+// kick lets the kernel go on with a dump that waits for free frames
+// while a reader sleeps, after the user gave frames back. rxMu is held.
+func (c *Conn) kick() {
+	if !c.parked {
+		return
+	}
+	// Free what the reader would free when it looks next (held frames
+	// released since), then poll: a dump part that arrives wakes the
+	// reader. An error is passed on to the reader.
+	if _, _, err := c.rx.peek(); err != nil && c.rxErr == nil {
+		c.rxErr = err
+	}
+	c.s.pollIn()
 }
 
 func (c *Conn) receiveLocked(r *Record) (bool, error) {
@@ -418,7 +472,11 @@ func (f Frame) do(op string, fn func(*rxRing) error) error {
 	if f.c.closed {
 		return opError(op, ErrClosed)
 	}
-	return opError(op, fn(f.c.rx))
+	err := fn(f.c.rx)
+	if err == nil {
+		f.c.kick()
+	}
+	return opError(op, err)
 }
 
 // Next waits for the next datagram and returns it without copying. See

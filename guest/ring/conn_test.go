@@ -215,8 +215,9 @@ func TestConnCopyENOBUFSFirst(t *testing.T) {
 
 func TestConnDeadline(t *testing.T) {
 	c, _ := newTestConn(t, Config{RX: mustParams(t, 2048, 2)})
-	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	// start comes first: the deadline is then at least 20 ms after it.
 	start := time.Now()
+	c.SetReadDeadline(start.Add(20 * time.Millisecond))
 	_, err := c.Receive()
 	var oe *OpError
 	if !errors.As(err, &oe) || !oe.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -497,4 +498,157 @@ func TestConnRawFrames(t *testing.T) {
 	if rf.Status() != StatusValid || rf.Len() != 4 || rf.PortID() != 5 || rf.Group() != 3 || seqOf(rf.Payload()) != 9 {
 		t.Errorf("raw RX frame: %v len %d pid %d group %d", rf.Status(), rf.Len(), rf.PortID(), rf.Group())
 	}
+}
+
+// TestConnSkipsEmptyFrames: frames the kernel claimed and gave up come
+// back VALID with nm_len 0; Receive and Next step over them and give them
+// back, so the kernel can use them again.
+func TestConnSkipsEmptyFrames(t *testing.T) {
+	for _, next := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Receive", true: "Next"}[next], func(t *testing.T) {
+			c, s := newTestConn(t, Config{RX: mustParams(t, 2048, 4)})
+			s.deliver(simMsg{seq: 1})
+			s.deliver(simMsg{seq: 2, abandon: true})
+			s.deliver(simMsg{seq: 3, abandon: true})
+			s.deliver(simMsg{seq: 4, copy: true})
+			for _, want := range []uint32{1, 4} {
+				var got uint32
+				if next {
+					f, err := c.Next()
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = seqOf(f.Data())
+					if err := f.Release(); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					r, err := c.Receive()
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = seqOf(r.Data)
+				}
+				if got != want {
+					t.Fatalf("read message %d, want %d", got, want)
+				}
+			}
+			for i := range 4 {
+				if f, _ := c.RawRX(i); f.Status() != StatusUnused {
+					t.Errorf("frame %d is %v after reading, want UNUSED", i, f.Status())
+				}
+			}
+			// All four frames are the kernel's again.
+			for seq := uint32(5); seq <= 8; seq++ {
+				if !s.deliver(simMsg{seq: seq}) {
+					t.Fatalf("message %d dropped", seq)
+				}
+			}
+		})
+	}
+}
+
+// TestConnDumpContinuesOnPoll: the kernel continues a dump that ran out
+// of frames only when the socket is polled, and the network poller never
+// polls. A 2-frame ring and a dump of 7 parts (some COPY) stall after
+// the first parts unless the reader polls before it sleeps.
+func TestConnDumpContinuesOnPoll(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		frames int
+		next   bool
+	}{
+		{"Receive/1 frame", 1, false},
+		{"Receive/2 frames", 2, false},
+		{"Next/2 frames", 2, true},
+		{"Next/3 frames", 3, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, s := newTestConn(t, Config{RX: mustParams(t, os.Getpagesize(), tt.frames)})
+			var parts []simMsg
+			for seq := uint32(1); seq <= 7; seq++ {
+				parts = append(parts, simMsg{seq: seq, copy: seq%3 == 0})
+			}
+			s.startDump(parts)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for want := uint32(1); want <= 7; want++ {
+				var (
+					got uint32
+					err error
+				)
+				if tt.next {
+					var f Frame
+					if f, err = c.Next(); err == nil {
+						got = seqOf(f.Data())
+						err = f.Release()
+					}
+				} else {
+					var r Record
+					r, err = c.Receive()
+					got = seqOf(r.Data)
+				}
+				if err != nil {
+					t.Fatalf("waiting for part %d: %v", want, err)
+				}
+				if got != want {
+					t.Fatalf("read part %d, want %d", got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestConnReleaseContinuesDump: a reader sleeps because every frame is
+// handed out, and a dump waits for a frame. Releasing one from another
+// goroutine must let the dump go on and wake the reader.
+func TestConnReleaseContinuesDump(t *testing.T) {
+	c, s := newTestConn(t, Config{RX: mustParams(t, os.Getpagesize(), 2)})
+	s.startDump([]simMsg{{seq: 1}})
+	s.startDump([]simMsg{{seq: 2}, {seq: 3}})
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var out []Frame
+	for want := uint32(1); want <= 2; want++ {
+		f, err := c.Next()
+		if err != nil || seqOf(f.Data()) != want {
+			t.Fatalf("Next = %v, %v; want part %d", f.Data(), err, want)
+		}
+		out = append(out, f)
+	}
+	type result struct {
+		seq uint32
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		f, err := c.Next()
+		if err != nil {
+			res <- result{0, err}
+			return
+		}
+		res <- result{seqOf(f.Data()), f.Release()}
+	}()
+	// Wait until the reader sleeps; then it polled and the dump could
+	// not go on.
+	for parked := false; !parked; {
+		select {
+		case r := <-res:
+			t.Fatalf("Next returned part %d, %v before a frame was released%s", r.seq, r.err, s.k.history())
+		case <-time.After(time.Millisecond):
+		}
+		c.rxMu.Lock()
+		parked = c.parked
+		c.rxMu.Unlock()
+	}
+	polls := s.pollCount()
+	if err := out[0].Release(); err != nil {
+		t.Fatal(err)
+	}
+	if s.pollCount() == polls {
+		t.Error("Release did not poll while the reader slept")
+	}
+	r := <-res
+	if r.err != nil || r.seq != 3 {
+		t.Fatalf("blocked Next = part %d, %v; want part 3", r.seq, r.err)
+	}
+	out[1].Release()
 }

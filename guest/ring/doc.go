@@ -42,6 +42,21 @@
 // the only consumer of its ring, and that the kernel serializes deliveries
 // into one ring.
 //
+// A frame the kernel claimed and then did not use comes back VALID with
+// nm_len 0; the reader steps over it and gives it back, so Receive and
+// Next never return an empty datagram. SKIP is only ever written by this
+// package (Hold).
+//
+// # Dumps
+//
+// The kernel continues a dump that ran out of free frames only when the
+// socket is polled, or read with recvmsg while its receive queue is
+// empty. The Go runtime's network poller waits with edge-triggered epoll,
+// which does neither, so before a reader sleeps it calls poll(fd, POLLIN,
+// 0) once itself, and while a reader sleeps Frame.Release does the same
+// after giving a frame back. Code that waits on the descriptor itself
+// (SyscallConn) must use poll, select or level-triggered epoll.
+//
 // # What it does not do
 //
 // It does not parse netlink messages (see package nlmsg next to it), join

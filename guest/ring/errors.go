@@ -34,8 +34,7 @@ var (
 
 	// ErrCorrupt is returned when the RX ring holds something only a
 	// broken kernel or a second writer could have put there: an unknown
-	// status, SKIP on a frame this reader did not hold, or nm_len larger
-	// than a VALID frame.
+	// status, or nm_len larger than a VALID frame.
 	ErrCorrupt = errors.New("corrupt ring")
 )
 

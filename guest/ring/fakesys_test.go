@@ -13,7 +13,9 @@ import (
 // fakeSys is a sysConn over a simulated kernel: setsockopt and mmap follow
 // the kernel contract, the RX side delivers through simKernel, the TX side
 // processes frames through simTX. Tests deliver from any goroutine with
-// deliver; mu plays the kernel's ring lock.
+// deliver; mu plays the kernel's ring lock. Readability is edge
+// triggered, like the Go runtime's network poller: read sleeps until the
+// next publish or drop after f returned false.
 type fakeSys struct {
 	mu       sync.Mutex
 	rxp, txp Params
@@ -28,6 +30,8 @@ type fakeSys struct {
 	mmapErr  error // mmap fails with it
 	setRings int   // setRing calls
 	onKick   func(sent [][]byte)
+	dump     []simMsg // parts of a dump not delivered yet
+	polls    int      // pollIn calls
 
 	wake chan struct{} // readability, buffered
 	done chan struct{} // closed by close
@@ -100,6 +104,12 @@ func (s *fakeSys) munmap([]byte) error {
 }
 
 func (s *fakeSys) read(f func() bool) error {
+	// Forget wakeups from before the call, as the poller's prepareRead
+	// does: only what happens from now on wakes the reader.
+	select {
+	case <-s.wake:
+	default:
+	}
 	for {
 		if f() {
 			return nil
@@ -137,6 +147,8 @@ func (s *fakeSys) recvmsg(p []byte, flags int) (int, *unix.SockaddrNetlink, bool
 		return 0, nil, false, unix.ENOBUFS
 	}
 	if len(s.k.queue) == 0 {
+		// netlink_recvmsg: an empty queue is a chance to go on.
+		s.continueDump()
 		return 0, nil, false, unix.EAGAIN
 	}
 	m := s.k.queue[0]
@@ -162,6 +174,50 @@ func (s *fakeSys) kick(dst *unix.SockaddrNetlink) error {
 		hook(sent)
 	}
 	return err
+}
+
+// pollIn is netlink_poll: continue a dump waiting for a free frame, then
+// report POLLIN by the ring (netlink_rx_pending) or the receive queue,
+// and a pending error.
+func (s *fakeSys) pollIn() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, unix.EBADF
+	}
+	s.polls++
+	if s.k == nil {
+		return false, nil
+	}
+	s.continueDump()
+	return s.k.pending() || len(s.k.queue) > 0 || s.k.overrun, nil
+}
+
+// startDump makes the kernel answer a dump request with parts: the first
+// now, the others one at a time whenever the socket is polled or read
+// empty while the ring has room, as netlink_rx_continue_dump does. A
+// dump never drops a part.
+func (s *fakeSys) startDump(parts []simMsg) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dump = append(s.dump, parts...)
+	s.continueDump()
+}
+
+func (s *fakeSys) continueDump() {
+	if len(s.dump) == 0 || !s.k.hasRoom() {
+		return
+	}
+	if !s.k.deliver(s.dump[0]) {
+		panic("fakeSys: dump part dropped although the ring had room")
+	}
+	s.dump = s.dump[1:]
+}
+
+func (s *fakeSys) pollCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.polls
 }
 
 func (s *fakeSys) sockError() error {

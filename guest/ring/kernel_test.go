@@ -38,10 +38,15 @@ type simKernel struct {
 
 	// advanceOnWalk moves the head over each SKIP frame as the walk
 	// steps on it, and leaves it at the frame that stopped a dropped
-	// walk, as the series' netlink_ring_claim does. Without it the head
-	// moves only past a claimed frame, as the contract words it.
+	// walk, as an earlier version of the series' netlink_ring_claim did.
+	// Without it the head moves only past a claimed frame, as the
+	// contract words it and the current kernel does.
 	advanceOnWalk bool
-	abandoned     []simMsg // claimed, then given up as SKIP
+	// skipAbandoned gives a claim up as SKIP, as that earlier version
+	// did; without it the frame comes back VALID with nm_len 0, as
+	// netlink_frame_abandon does now.
+	skipAbandoned bool
+	abandoned     []simMsg // claimed, then given up
 
 	log []string // what happened, for failure messages
 }
@@ -65,7 +70,7 @@ func (k *simKernel) history() string {
 
 type simMsg struct {
 	seq     uint32
-	abandon bool   // claim a frame, then give it up (SKIP) instead of publishing
+	abandon bool   // claim a frame, then give it up (empty VALID) instead of publishing
 	copy    bool   // deliver as COPY (the message goes to the receive queue)
 	data    []byte // payload; nil means the 4-byte sequence number
 	pid     uint32
@@ -99,7 +104,12 @@ func (k *simKernel) step() bool {
 	}
 	h := k.rx.hdr(k.pos)
 	if k.claimed && k.cur.abandon {
-		h.store(StatusSkip) // release
+		if k.skipAbandoned {
+			h.store(StatusSkip) // release
+		} else {
+			h.len = 0
+			h.store(StatusValid) // release
+		}
 		k.logf("kernel: %d abandons frame %d", k.cur.seq, k.pos)
 		k.head = k.rx.next(k.pos)
 		k.abandoned = append(k.abandoned, k.cur)
@@ -181,6 +191,55 @@ func (k *simKernel) deliver(m simMsg) bool {
 	k.begin(m)
 	k.run()
 	return len(k.delivered)+len(k.abandoned) > n
+}
+
+// pending is netlink_rx_pending, what poll() reports as POLLIN: walk
+// back from the head to the last UNUSED frame; the frame after it is the
+// oldest one user space has not handed back. Step over SKIP frames from
+// there (not beyond the head); the first other frame must be VALID or
+// COPY.
+func (k *simKernel) pending() bool {
+	n := k.rx.n
+	out, pos := 0, k.head
+	for ; out < n; out++ {
+		pos = (pos + n - 1) % n
+		if k.rx.hdr(pos).load() == StatusUnused {
+			break
+		}
+	}
+	if out == n {
+		pos = k.head
+	} else {
+		pos = k.rx.next(pos)
+	}
+	for range out {
+		switch k.rx.hdr(pos).load() {
+		case StatusSkip:
+			pos = k.rx.next(pos)
+			continue
+		case StatusValid, StatusCopy:
+			return true
+		}
+		return false
+	}
+	return false
+}
+
+// hasRoom is netlink_rx_has_room: the walk from the head over SKIP frames
+// ends at an UNUSED one.
+func (k *simKernel) hasRoom() bool {
+	pos := k.head
+	for range k.rx.n {
+		switch k.rx.hdr(pos).load() {
+		case StatusUnused:
+			return true
+		case StatusSkip:
+			pos = k.rx.next(pos)
+			continue
+		}
+		return false
+	}
+	return false
 }
 
 // pop takes the oldest message off the receive queue.

@@ -9,7 +9,10 @@ import "fmt"
 // frames (at most one lap) to the first frame that is not SKIP; if that
 // frame is UNUSED it claims (RESERVED), fills and publishes it (VALID or
 // COPY) and moves K past it, otherwise the ring is full and the message is
-// dropped. The reader reads frames at its head R in ring order.
+// dropped. A frame the kernel claimed and then did not use (the message
+// was dropped before delivery) comes back VALID with nm_len 0: the reader
+// steps over it and hands it back like a message it read. Only user space
+// writes SKIP. The reader reads frames at its head R in ring order.
 //
 // Count positions without wrapping, so frame i is met at i, i+n, i+2n...
 // Everything rests on one invariant:
@@ -72,7 +75,13 @@ import "fmt"
 // breaks (H).
 //
 // A RESERVED frame at R is being written: nothing to read yet. The kernel
-// wakes poll() when it publishes it.
+// wakes poll() when it publishes it, or when it gives it back empty.
+//
+// An earlier version of the series gave unused claims back as SKIP and
+// moved K over SKIP frames on a walk that ended in a drop. The reader
+// still copes with both (a SKIP frame it did not hold is treated like a
+// released one, and undo handles the moved head), so neither can break
+// (H), but the current kernel does neither.
 //
 // The reader assumes the kernel serializes deliveries into one ring (one
 // walk at a time), as it must anyway to claim frames.
@@ -149,8 +158,10 @@ func (r *rxRing) peek() (m rxMsg, ok bool, err error) {
 		r.undo(r.fence.witness)
 	}
 	// A lap, with room for frames looked at twice: once when they turn
-	// out to be abandoned and once more as released.
-	for range 2 * r.f.n {
+	// out to be SKIP without being held and once more as released.
+	// Empty frames given back on the way do not count: each one is
+	// progress.
+	for looked := 0; looked < 2*r.f.n; looked++ {
 		i := r.head
 		switch r.state[i] {
 		case slotHeld:
@@ -203,15 +214,23 @@ func (r *rxRing) peek() (m rxMsg, ok bool, err error) {
 		st := r.f.load(i)
 		switch st {
 		case StatusSkip:
-			// The kernel abandoned a frame it had claimed (its message
-			// was never delivered): step over it and give it back like
-			// a released frame.
+			// SKIP that this reader did not store. The kernel never
+			// writes it (an earlier version of the series did, for
+			// claims it gave up): step over the frame and give it back
+			// like a released one, which is safe whoever wrote it.
 			r.state[i] = slotReleased
 			continue
 		case StatusUnused, StatusReserved:
 			return rxMsg{}, false, nil
 		case StatusValid, StatusCopy:
 			h := r.f.hdr(i)
+			if st == StatusValid && h.len == 0 {
+				// A claim the kernel gave up (netlink_frame_abandon):
+				// no message. Hand it back and go on.
+				r.consume(i, false)
+				looked--
+				continue
+			}
 			m = rxMsg{slot: i, status: st, len: int(h.len),
 				group: h.group, pid: h.pid, uid: h.uid, gid: h.gid}
 			if st == StatusValid && (m.len > r.f.maxPayload()) {
@@ -268,13 +287,15 @@ func (r *rxRing) resolve(p int) resolution {
 		// VALID, COPY and SKIP.
 		switch r.f.load(i) {
 		case StatusSkip:
-			// Released, or abandoned by the kernel: walked over too.
+			// Released (or SKIP for another reason): walked over too.
 			continue
 		case StatusReserved:
 			if res.barrier < 0 {
-				// Proof that the kernel passed p, but the kernel may
-				// still abandon the frame (SKIP), so it cannot be a
-				// barrier. Wait for it to be published.
+				// Proof that the kernel passed p. The kernel publishes
+				// every frame it claims (an unused claim comes back
+				// VALID and empty), but a kernel that gave claims back
+				// as SKIP would leave no barrier: wait for it to be
+				// published, which wakes the reader.
 				return resolution{kind: resolveWait}
 			}
 		case StatusValid, StatusCopy:

@@ -49,10 +49,17 @@ func (a realReader) next() (int, uint32, Status, bool, error) {
 func (a realReader) release(slot int, gen uint32) error { return a.r.release(slot, gen) }
 func (a realReader) hold(slot int, gen uint32) error    { return a.r.hold(slot, gen) }
 
-func newHarness(n int, naive, advanceOnWalk bool) *rxHarness {
+// kernelVariant selects how simKernel behaves where the series changed.
+type kernelVariant struct {
+	// advanceOnWalk, skipAbandoned: see simKernel. The earlier version
+	// of the series did both; the reader must still be correct with it.
+	old bool
+}
+
+func newHarness(n int, naive bool, kv kernelVariant) *rxHarness {
 	f := testFrames(n, 64)
 	h := &rxHarness{k: newSimKernel(f), handles: map[uint32]handle{}}
-	h.k.advanceOnWalk = advanceOnWalk
+	h.k.advanceOnWalk, h.k.skipAbandoned = kv.old, kv.old
 	if naive {
 		h.r = &naiveReader{f: f, held: make([]bool, n), out: map[int]bool{}}
 	} else {
@@ -165,6 +172,10 @@ func (r *naiveReader) next() (int, uint32, Status, bool, error) {
 		switch st := r.f.load(i); st {
 		case StatusValid:
 			r.head = r.f.next(i)
+			if r.f.hdr(i).len == 0 { // given up by the kernel
+				r.f.store(i, StatusUnused)
+				continue
+			}
 			r.out[i] = true
 			return i, 0, st, true, nil
 		case StatusCopy:
@@ -242,25 +253,30 @@ func TestRXScripts(t *testing.T) {
 		{"released frame behind a handed-out frame", 3, []rxStep{
 			d(1), d(2), d(3), nx(1), hd(1), nx(2), rd(3), rl(1), none, d(4), drops(1),
 			rl(2), none, d(5), rd(5), d(6), d(7), rd(6), rd(7), none, drops(1)}},
+		// The abandoned frame (empty VALID; SKIP for the old kernel) is
+		// stepped over and handed back.
 		{"kernel abandons a claimed frame", 3, []rxStep{
 			d(1), {op: "abandon", seq: 2}, d(3), rd(1), rd(3), none, d(4), d(5), rd(4), rd(5),
 			d(6), d(7), rd(6), rd(7), d(8), d(9), rd(8), rd(9), none, drops(0)}},
-		// Freeing the abandoned frame raises a fence (there is no
-		// witness in two frames): its barrier comes back one delivery
-		// late.
+		// For the old kernel (SKIP), freeing the abandoned frame raises a
+		// fence (there is no witness in two frames): its barrier comes
+		// back one delivery late.
 		{"kernel abandons the frame at the reader's head", 2, []rxStep{
 			{op: "claim", seq: 1}, none, {op: "giveup"}, none, d(2), rd(2), d(3), rd(3), d(4), rd(4), drops(0)}},
+		{"abandoned frames fill the ring", 2, []rxStep{
+			{op: "abandon", seq: 1}, {op: "abandon", seq: 2}, d(3), drops(1), none, d(4), rd(4), d(5), rd(5), none, drops(1)}},
 		{"one frame ring", 1, []rxStep{
 			d(1), nx(1), hd(1), d(2), drops(1), rl(1), none, d(3), rd(3), none}},
 	}
 	for _, tt := range tests {
 		for _, v := range []struct {
-			naive, advance bool
-			prefix         string
-		}{{false, false, ""}, {false, true, "head moves on walk/"}, {true, false, "naive/"}} {
+			naive  bool
+			kv     kernelVariant
+			prefix string
+		}{{false, kernelVariant{}, ""}, {false, kernelVariant{old: true}, "old kernel/"}, {true, kernelVariant{}, "naive/"}} {
 			naive := v.naive
 			t.Run(v.prefix+tt.name, func(t *testing.T) {
-				err := runScript(newHarness(tt.frames, naive, v.advance), tt.steps)
+				err := runScript(newHarness(tt.frames, naive, v.kv), tt.steps)
 				switch {
 				case !naive && err != nil:
 					t.Fatal(err)
@@ -369,7 +385,7 @@ type modelStats struct{ fences int }
 func runModel(seed uint64, naive bool) (st modelStats, err error) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	n := 1 + rng.IntN(6)
-	h := newHarness(n, naive, seed%2 == 1)
+	h := newHarness(n, naive, kernelVariant{old: seed%2 == 1})
 	next := uint32(1)
 	startMsg := func() {
 		if !h.k.busy {
@@ -558,6 +574,50 @@ func TestRXCorrupt(t *testing.T) {
 			_, ok, err := r.peek()
 			if ok || err == nil {
 				t.Fatalf("peek = %v, %v; want ErrCorrupt", ok, err)
+			}
+		})
+	}
+}
+
+// TestSimKernelPending checks the fake kernel's POLLIN rule, the one of
+// netlink_rx_pending: the oldest frame user space has not handed back,
+// past the frames it holds, must be VALID or COPY.
+func TestSimKernelPending(t *testing.T) {
+	const (
+		U = StatusUnused
+		R = StatusReserved
+		V = StatusValid
+		C = StatusCopy
+		S = StatusSkip
+	)
+	tests := []struct {
+		name string
+		ring []Status
+		head int
+		want bool
+	}{
+		{"empty", []Status{U, U, U}, 0, false},
+		{"one VALID", []Status{V, U, U}, 1, true},
+		{"COPY", []Status{U, C, U}, 2, true},
+		{"RESERVED in front of VALID", []Status{R, V, U}, 2, false},
+		{"VALID after a given-back frame", []Status{U, V, U}, 2, true},
+		{"held frames in front of VALID", []Status{S, S, V, U}, 3, true},
+		{"held frames only", []Status{S, S, U}, 2, false},
+		{"held in front of RESERVED", []Status{S, R, U}, 2, false},
+		{"full ring, oldest at the head", []Status{V, V, V}, 1, true},
+		{"full ring, RESERVED at the head", []Status{V, R, V}, 1, false},
+		{"all held", []Status{S, S, S}, 0, false},
+		{"wrapped", []Status{V, U, V}, 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := newSimKernel(testFrames(len(tt.ring), 64))
+			for i, st := range tt.ring {
+				k.rx.hdr(i).store(st)
+			}
+			k.head = tt.head
+			if got := k.pending(); got != tt.want {
+				t.Errorf("pending() = %v, want %v (ring %s)", got, tt.want, k.statuses())
 			}
 		})
 	}

@@ -28,6 +28,11 @@ type sysConn interface {
 	// kick is sendto(fd, NULL, 0, 0, dst, sizeof(*dst)), or send(fd,
 	// NULL, 0, 0) when dst is nil: process the TX ring.
 	kick(dst *unix.SockaddrNetlink) error
+	// pollIn is poll(fd, POLLIN, 0): it reports whether the socket is
+	// readable or has an error pending. On a socket with an RX ring the
+	// call also lets the kernel continue a dump that waits for free
+	// frames (netlink_poll).
+	pollIn() (bool, error)
 	// sockError fetches and clears the socket's pending error
 	// (getsockopt SO_ERROR).
 	sockError() error
@@ -118,6 +123,22 @@ func (s *sysSocket) kick(dst *unix.SockaddrNetlink) error {
 		return werr
 	}
 	return err
+}
+
+func (s *sysSocket) pollIn() (bool, error) {
+	var in bool
+	err := s.control(func(fd int) error {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			_, err := unix.Poll(pfd, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			in = pfd[0].Revents&(unix.POLLIN|unix.POLLERR|unix.POLLHUP) != 0
+			return err
+		}
+	})
+	return in, err
 }
 
 func (s *sysSocket) sockError() error {

@@ -20,6 +20,9 @@ const (
 	netlinkDiagRXRing    = 2 // NETLINK_DIAG_RX_RING: struct netlink_diag_ring
 	netlinkDiagTXRing    = 3 // NETLINK_DIAG_TX_RING
 	netlinkDiagRingStats = 5 // NETLINK_DIAG_RING_STATS: struct netlink_diag_ring_stats
+	netlinkDiagPad       = 6 // NETLINK_DIAG_PAD: aligns RING_STATS (nla_reserve_64bit)
+
+	sizeofDiagRingStats = 24 // u64 ndrs_tx_frames, u64 ndrs_tx_invalid, u32 ndrs_mapped, u32 pad
 
 	sizeofDiagReq = 20 // struct netlink_diag_req
 	sizeofDiagMsg = 28 // struct netlink_diag_msg
@@ -29,6 +32,8 @@ const (
 type sockDiag struct {
 	RX, TX   *ring.Params // nil: no such ring
 	HasStats bool         // NETLINK_DIAG_RING_STATS present
+	TXFrames uint64       // ndrs_tx_frames
+	TXBad    uint64       // ndrs_tx_invalid
 	Mapped   uint32       // ndrs_mapped
 	Drops    uint32       // SK_MEMINFO_DROPS
 }
@@ -91,7 +96,10 @@ func diag(t *testing.T, fd int) sockDiag {
 			if uint64(binary.NativeEndian.Uint32(m.Data[16:])) != st.Ino {
 				continue
 			}
-			found = true
+			// A bound member of a multicast group is reported twice, from
+			// the socket table and from the group list (sk_hashed() is
+			// never true for netlink sockets); both must agree.
+			var e sockDiag
 			attrs, err := nlmsg.Attrs(m.Data[sizeofDiagMsg:])
 			if err != nil {
 				t.Fatalf("sock_diag attributes: %v", err)
@@ -102,7 +110,7 @@ func diag(t *testing.T, fd int) sockDiag {
 					if len(a.Data) < 4*(unix.SK_MEMINFO_DROPS+1) {
 						t.Fatalf("NETLINK_DIAG_MEMINFO of %d bytes", len(a.Data))
 					}
-					d.Drops = binary.NativeEndian.Uint32(a.Data[4*unix.SK_MEMINFO_DROPS:])
+					e.Drops = binary.NativeEndian.Uint32(a.Data[4*unix.SK_MEMINFO_DROPS:])
 				case netlinkDiagRXRing, netlinkDiagTXRing:
 					if len(a.Data) != 16 {
 						t.Fatalf("ring attribute %d of %d bytes, want 16", a.Type, len(a.Data))
@@ -111,24 +119,47 @@ func diag(t *testing.T, fd int) sockDiag {
 						BlockNr: binary.NativeEndian.Uint32(a.Data[4:]), FrameSize: binary.NativeEndian.Uint32(a.Data[8:]),
 						FrameNr: binary.NativeEndian.Uint32(a.Data[12:])}
 					if a.Type == netlinkDiagRXRing {
-						d.RX = p
+						e.RX = p
 					} else {
-						d.TX = p
+						e.TX = p
 					}
 				case netlinkDiagRingStats:
-					if len(a.Data) != 24 {
-						t.Fatalf("NETLINK_DIAG_RING_STATS of %d bytes, want 24", len(a.Data))
+					if len(a.Data) != sizeofDiagRingStats {
+						t.Fatalf("NETLINK_DIAG_RING_STATS of %d bytes, want %d", len(a.Data), sizeofDiagRingStats)
 					}
-					d.HasStats = true
-					d.Mapped = binary.NativeEndian.Uint32(a.Data[16:])
+					if e.HasStats {
+						t.Fatal("NETLINK_DIAG_RING_STATS twice in one entry")
+					}
+					e.HasStats = true
+					e.TXFrames = binary.NativeEndian.Uint64(a.Data)
+					e.TXBad = binary.NativeEndian.Uint64(a.Data[8:])
+					e.Mapped = binary.NativeEndian.Uint32(a.Data[16:])
+					if pad := binary.NativeEndian.Uint32(a.Data[20:]); pad != 0 {
+						t.Errorf("NETLINK_DIAG_RING_STATS: ndrs_pad %d, want 0", pad)
+					}
+				case netlinkDiagPad:
+					if len(a.Data) != 0 {
+						t.Errorf("NETLINK_DIAG_PAD of %d bytes, want 0", len(a.Data))
+					}
 				}
+			}
+			if found && !sameDiag(d, e) {
+				t.Errorf("sock_diag reports inode %d twice, differently: %+v and %+v", st.Ino, d, e)
+			}
+			if !found {
+				d, found = e, true
 			}
 		}
 	}
 }
 
+func sameDiag(a, b sockDiag) bool {
+	return sameRing(a.RX, b.RX) && sameRing(a.TX, b.TX) && a.HasStats == b.HasStats &&
+		a.TXFrames == b.TXFrames && a.TXBad == b.TXBad && a.Mapped == b.Mapped && a.Drops == b.Drops
+}
+
 // mapped returns ndrs_mapped for fd, failing if the kernel did not report
-// ring statistics.
+// ring statistics (it does for every socket with a ring or a mapping).
 func mapped(t *testing.T, fd int) uint32 {
 	t.Helper()
 	d := diag(t, fd)
@@ -174,14 +205,12 @@ func kernelLog(t *testing.T) func() []string {
 // TestDiagRingOfGroupMember asks NETLINK_SOCK_DIAG for the ring
 // configuration of a socket that is a member of a multicast group. Such
 // sockets are also reported from the multicast list, which
-// __netlink_diag_dump walks under read_lock_irqsave(&nl_table_lock), and
-// sk_diag_put_ring takes the ring's lock with spin_lock_bh there: with
-// lockdep the kernel warns (kernel/softirq.c, __local_bh_enable_ip with
-// interrupts disabled). Reported; runs with -known-issues.
+// __netlink_diag_dump walks under read_lock_irqsave(&nl_table_lock); the
+// ring attributes must be filled without taking a lock that is not safe
+// there (an earlier version of the series used spin_lock_bh, and lockdep
+// warned on the debug kernel).
 func TestDiagRingOfGroupMember(t *testing.T) {
 	requireRings(t)
-	skipKnownIssue(t, "sk_diag_put_ring uses spin_lock_bh under read_lock_irqsave(&nl_table_lock) "+
-		"for sockets on a multicast list (lockdep WARNING on the debug kernel)")
 	rx := mustParams(t, pageSize/2, 4)
 	r := newRawRing(t, unix.NETLINK_ROUTE, rx, ring.Params{})
 	if err := unix.SetsockoptInt(r.fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, unix.RTNLGRP_LINK); err != nil {
@@ -197,4 +226,38 @@ func TestDiagRingOfGroupMember(t *testing.T) {
 			t.Errorf("kernel log during the dump: %s", m)
 		}
 	}
+}
+
+// TestDiagRingStatsPresence checks when NETLINK_DIAG_RING_STATS is
+// reported: for a socket with a ring or a mapping, not for one without,
+// nor after its rings are torn down; and that a socket that never sent
+// through a TX ring counts no TX frames.
+func TestDiagRingStatsPresence(t *testing.T) {
+	requireRings(t)
+	fd := netlinkSocket(t, unix.NETLINK_ROUTE)
+	rx := mustParams(t, pageSize/2, 4)
+	want := func(step string, has bool, mapped uint32) {
+		t.Helper()
+		d := diag(t, fd)
+		if d.HasStats != has || d.Mapped != mapped || d.TXFrames != 0 || d.TXBad != 0 {
+			t.Errorf("%s: ring stats present %v, mapped %d, TX frames %d/%d; want present %v, mapped %d, no TX frames",
+				step, d.HasStats, d.Mapped, d.TXFrames, d.TXBad, has, mapped)
+		}
+	}
+	want("no ring", false, 0)
+	if err := setRingRaw(fd, ring.OptRXRing, paramsReq(rx)); err != nil {
+		t.Fatal(err)
+	}
+	want("RX ring", true, 0)
+	mem, err := mmapRing(fd, rx.Size(), 0, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want("RX ring mapped", true, 1)
+	munmap(mem)
+	want("unmapped", true, 0)
+	if err := setRingRaw(fd, ring.OptRXRing, teardown); err != nil {
+		t.Fatal(err)
+	}
+	want("torn down", false, 0)
 }

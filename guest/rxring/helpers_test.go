@@ -3,7 +3,6 @@ package rxring
 import (
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -53,18 +52,6 @@ func requireRings(t *testing.T) {
 		t.Skipf("kernel without memory-mapped netlink (setsockopt NETLINK_RX_RING: ENOPROTOOPT): %v", err)
 	case err != nil:
 		t.Fatalf("probing for memory-mapped netlink: %v", err)
-	}
-}
-
-var knownIssues = flag.Bool("known-issues", os.Getenv("NLMMAP_KNOWN_ISSUES") == "1",
-	"run the tests of kernel behaviour reported as wrong and not fixed yet (also NLMMAP_KNOWN_ISSUES=1)")
-
-// skipKnownIssue skips a test that shows a reported kernel issue, saying
-// which, unless -known-issues is set.
-func skipKnownIssue(t *testing.T, issue string) {
-	t.Helper()
-	if !*knownIssues {
-		t.Skipf("known kernel issue, reported: %s; run with -known-issues", issue)
 	}
 }
 

@@ -1,8 +1,12 @@
 package rxring
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
+	"os"
 	"testing"
+	"unsafe"
 
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
@@ -188,4 +192,42 @@ func TestMmapBusyWhileMapped(t *testing.T) {
 	if seq, code, _, err := ackOf(v.payload(0)[:v.hdr(0).Len]); err != nil || seq != 2 || code != 0 {
 		t.Errorf("new ring: frame 0 holds seq %d code %d (%v), want the ack of seq 2", seq, code, err)
 	}
+}
+
+// TestMmapThroughProcMem checks that the mapping is ordinary memory to
+// ptrace and /proc/PID/mem (it is not VM_IO): reading the ring there
+// shows what the mapping shows, and a status written there is what the
+// mapping and the kernel see.
+func TestMmapThroughProcMem(t *testing.T) {
+	requireRings(t)
+	rx := mustParams(t, pageSize/2, 4)
+	r := newRawRing(t, unix.NETLINK_ROUTE, rx, ring.Params{})
+	r.send(t, noopAck(1))
+	f, err := os.OpenFile("/proc/self/mem", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("open /proc/self/mem: %v", err)
+	}
+	defer f.Close()
+	addr := int64(uintptr(unsafe.Pointer(&r.mem[0])))
+	buf := make([]byte, r.rx.size)
+	if n, err := f.ReadAt(buf, addr); err != nil || n != len(buf) {
+		t.Fatalf("reading frame 0 through /proc/self/mem: %d bytes, %v", n, err)
+	}
+	if !bytes.Equal(buf, r.mem[:r.rx.size]) {
+		t.Errorf("frame 0 through /proc/self/mem differs from the mapping")
+	}
+	if ring.Status(binary.NativeEndian.Uint32(buf)) != ring.StatusValid {
+		t.Errorf("frame 0 through /proc/self/mem has status %d, want VALID", binary.NativeEndian.Uint32(buf))
+	}
+	// Fill frames 1..3, then give frame 0 back through /proc/self/mem:
+	// the kernel, whose head is at frame 0 again, uses it.
+	r.sendAcks(t, 2, 4)
+	if _, err := f.WriteAt(binary.NativeEndian.AppendUint32(nil, uint32(ring.StatusUnused)), addr); err != nil {
+		t.Fatalf("writing frame 0's status through /proc/self/mem: %v", err)
+	}
+	if st := r.rx.status(0); st != ring.StatusUnused {
+		t.Fatalf("frame 0 is %v in the mapping after writing UNUSED through /proc/self/mem", st)
+	}
+	r.send(t, noopAck(5))
+	r.wantAcks(t, []int{0, 1, 2, 3}, []uint32{5, 2, 3, 4})
 }

@@ -248,15 +248,16 @@ func TestOverrunThroughConn(t *testing.T) {
 	receive(12)
 }
 
-// TestAbandonedFrameIsSkip provokes the kernel into claiming RX frames
-// and then not delivering into them, and checks that it leaves them SKIP
-// (not RESERVED, not UNUSED) and moves on, and that the reader steps over
-// them. A socket filter that drops everything does it: with a filter the
-// kernel does not build dump parts in the ring, so each part claims a
-// frame for its COPY announcement first, and the filter then drops the
-// part (netlink_rx_cancel). poll() continues the dump until it is done.
-// After the filter is removed, the next message takes the next frame.
-func TestAbandonedFrameIsSkip(t *testing.T) {
+// TestAbandonedFrameIsEmptyValid provokes the kernel into claiming RX
+// frames and then not delivering into them, and checks that it hands
+// them back VALID with nm_len 0 (not RESERVED, not UNUSED, not SKIP) and
+// moves on, and that Receive steps over them and gives them back. A
+// socket filter that drops everything does it: each dump part claims its
+// frame before it is built, and the filter then drops the part
+// (netlink_rx_cancel). poll() continues the dump until it is done or the
+// ring is full. After the filter is removed, the next message takes the
+// next frame, and Receive returns it first.
+func TestAbandonedFrameIsEmptyValid(t *testing.T) {
 	requireRings(t)
 	rx := mustParams(t, pageSize, 8)
 	c := dialRing(t, unix.NETLINK_ROUTE, rx)
@@ -282,7 +283,9 @@ func TestAbandonedFrameIsSkip(t *testing.T) {
 	// Continue the dump with poll() until it stops taking frames.
 	n := used()
 	for range rx.FrameNr {
-		pollIn(t, fd)
+		if !pollIn(t, fd) {
+			t.Errorf("no POLLIN with %d empty VALID frames", n)
+		}
 		m := used()
 		if m == n {
 			break
@@ -293,8 +296,8 @@ func TestAbandonedFrameIsSkip(t *testing.T) {
 		t.Fatalf("the filtered dump left %d frames not UNUSED, want between 1 and %d", n, rx.FrameNr-1)
 	}
 	for i := range n {
-		if f, _ := c.RawRX(i); f.Status() != ring.StatusSkip {
-			t.Errorf("frame %d of a filtered dump part is %v, want SKIP", i, f.Status())
+		if f, _ := c.RawRX(i); f.Status() != ring.StatusValid || f.Len() != 0 {
+			t.Errorf("frame %d of a filtered dump part is %v with nm_len %d, want VALID with nm_len 0", i, f.Status(), f.Len())
 		}
 	}
 	if !queueEmpty(t, fd) {
@@ -307,8 +310,8 @@ func TestAbandonedFrameIsSkip(t *testing.T) {
 	if err := unix.Sendto(fd, noopAck(2), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		t.Fatal(err)
 	}
-	if f, _ := c.RawRX(n); f.Status() != ring.StatusValid {
-		t.Fatalf("frame %d after the abandoned ones is %v, want VALID", n, f.Status())
+	if f, _ := c.RawRX(n); f.Status() != ring.StatusValid || f.Len() == 0 {
+		t.Fatalf("frame %d after the abandoned ones is %v with nm_len %d, want VALID with the ack", n, f.Status(), f.Len())
 	}
 	rec, err := c.Receive()
 	if err != nil {
@@ -316,6 +319,12 @@ func TestAbandonedFrameIsSkip(t *testing.T) {
 	}
 	if seq, code, _, err := ackOf(rec.Data); err != nil || seq != 2 || code != 0 {
 		t.Errorf("Receive returned seq %d code %d (%v), want the ack of seq 2", seq, code, err)
+	}
+	if u := used(); u != 0 {
+		t.Errorf("%d frames not UNUSED after Receive stepped over the empty ones", u)
+	}
+	if pollIn(t, fd) {
+		t.Error("POLLIN after everything was read")
 	}
 }
 
@@ -367,20 +376,14 @@ func TestPollIn(t *testing.T) {
 
 // TestCopyAfterOverrunWithFreeFrames checks that after an overrun, once
 // user space has drained the ring (reading VALID frames needs no system
-// call), messages delivered through COPY frames, a unicast reply and a
-// multicast event, are delivered again: the ring has free frames, so by
-// netlink_mmap.rst the kernel must not drop them.
-//
-// The series drops them: the overrun leaves the socket marked congested,
-// and only recvmsg() or poll() clear that; until then the ordinary-skb
-// paths (netlink_attachskb, netlink_broadcast_deliver) drop everything
-// for the socket while ring-built acks still get through. Reported; the
-// test runs only with -known-issues (or NLMMAP_KNOWN_ISSUES=1) until the
-// kernel is fixed.
+// call, so nothing clears the socket's congestion state), messages
+// delivered through COPY frames, a unicast reply and a multicast event,
+// are delivered again: the ring has free frames, so by netlink_mmap.rst
+// the kernel must not drop them. (An earlier version of the series did:
+// the ordinary-skb paths dropped everything for a congested socket until
+// recvmsg() or poll().)
 func TestCopyAfterOverrunWithFreeFrames(t *testing.T) {
 	requireRings(t)
-	skipKnownIssue(t, "after an overrun the socket stays congested until poll()/recvmsg(), "+
-		"so replies and multicasts are dropped although the ring has free frames")
 	const name = "nlmr1"
 	actor := netlinkSocket(t, unix.NETLINK_ROUTE)
 	t.Cleanup(func() { rtnlDo(actor, linkMsg(unix.RTM_DELLINK, 0, 99, name, "")) })

@@ -54,6 +54,8 @@ func TestRingSetupErrors(t *testing.T) {
 		{"ring size 2^32 in large blocks", mmapReq(1<<20, 1<<12, 1<<20, 1<<12), unix.EINVAL},
 		{"ring size 2^32 in pages", mmapReq(page, overflowBlocks, page, overflowBlocks), unix.EINVAL},
 		{"ring size overflows with max blocks", mmapReq(page, math.MaxUint32, page, math.MaxUint32), unix.EINVAL},
+		{"ring of 1 GiB and a block", mmapReq(1<<20, 1<<10+1, 1<<20, 1<<10+1), unix.EINVAL},
+		{"65536 frames and a block more", mmapReq(page, 1<<16*64/page+1, 64, (1<<16*64/page+1)*page/64), unix.EINVAL},
 		{"teardown with frames", mmapReq(0, 0, 0, 1), unix.EINVAL},
 		{"teardown with frames and sizes", mmapReq(page, 0, page/2, 2), unix.EINVAL},
 		{"optlen 0", nil, unix.EINVAL},
@@ -65,6 +67,7 @@ func TestRingSetupErrors(t *testing.T) {
 		{"smallest frame", mmapReq(minBlock, 1, minFrame, minBlock/minFrame), nil},
 		{"one frame per block", mmapReq(page, 3, page, 3), nil},
 		{"frame spanning pages", mmapReq(2*page, 2, 2*page, 2), nil},
+		{"65536 frames", mmapReq(page, 1<<16*64/page, 64, 1<<16), nil},
 		{"teardown without a ring", teardown, nil},
 		{"teardown ignores the sizes", mmapReq(page, 0, 1000, 0), nil},
 	}
@@ -135,6 +138,10 @@ func TestRingSetupBusy(t *testing.T) {
 		if !sameRing(d.RX, rx) || !sameRing(d.TX, tx) {
 			t.Errorf("%s: sock_diag reports RX %v TX %v, want RX %v TX %v", step, d.RX, d.TX, rx, tx)
 		}
+		// Ring statistics come with a ring (or a mapping), not without.
+		if has := rx != nil || tx != nil; d.HasStats != has || d.Mapped != 0 {
+			t.Errorf("%s: ring stats present %v, mapped %d; want present %v, mapped 0", step, d.HasStats, d.Mapped, has)
+		}
 	}
 	steps := []struct {
 		name string
@@ -169,8 +176,59 @@ func TestRingSetupBusy(t *testing.T) {
 		}
 	}
 	check("both torn down (TX twice)", nil, nil)
-	if d := diag(t, fd); !d.HasStats || d.Mapped != 0 {
-		t.Errorf("sock_diag ring stats: present %v, mapped %d; want present, 0", d.HasStats, d.Mapped)
+}
+
+// TestRXRingSetupBusyWithQueuedMessage checks that an RX ring cannot be
+// set up while messages wait on the receive queue (they could never be
+// announced in the ring): EBUSY, nothing set up; a TX ring can. Once the
+// message is read, the RX ring is set up and the next message arrives in
+// it.
+func TestRXRingSetupBusyWithQueuedMessage(t *testing.T) {
+	requireRings(t)
+	fd := netlinkSocket(t, unix.NETLINK_ROUTE)
+	rx := mustParams(t, pageSize/2, 4)
+	send := func(seq uint32) {
+		t.Helper()
+		if err := unix.Sendto(fd, noopAck(seq), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			t.Fatalf("sendto: %v", err)
+		}
+	}
+	send(1)
+	if queueEmpty(t, fd) {
+		t.Fatal("the ack is not on the receive queue")
+	}
+	if err := setRingRaw(fd, ring.OptRXRing, paramsReq(rx)); !errors.Is(err, unix.EBUSY) {
+		t.Fatalf("setsockopt NETLINK_RX_RING with a queued message = %v, want EBUSY", err)
+	}
+	if d := diag(t, fd); d.RX != nil || d.HasStats {
+		t.Fatalf("after EBUSY sock_diag reports RX %v, ring stats %v", d.RX, d.HasStats)
+	}
+	if err := setRingRaw(fd, ring.OptTXRing, paramsReq(rx)); err != nil {
+		t.Errorf("setsockopt NETLINK_TX_RING with a queued message = %v, want success", err)
+	}
+	buf := make([]byte, 8192)
+	n, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
+	if err != nil {
+		t.Fatalf("reading the queued ack: %v", err)
+	}
+	if seq, code, _, err := ackOf(buf[:n]); err != nil || seq != 1 || code != 0 {
+		t.Fatalf("queued message: seq %d code %d (%v), want the ack of seq 1", seq, code, err)
+	}
+	if err := setRingRaw(fd, ring.OptRXRing, paramsReq(rx)); err != nil {
+		t.Fatalf("setsockopt NETLINK_RX_RING after reading the queue = %v, want success", err)
+	}
+	mem, err := mmapRing(fd, 2*rx.Size(), 0, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("mmap: %v", err)
+	}
+	defer munmap(mem)
+	v := newFrameView(mem[:rx.Size()], rx)
+	send(2)
+	if st := v.status(0); st != ring.StatusValid {
+		t.Fatalf("frame 0 is %v after an ack, want VALID", st)
+	}
+	if seq, code, _, err := ackOf(v.payload(0)[:v.hdr(0).Len]); err != nil || seq != 2 || code != 0 {
+		t.Errorf("frame 0 holds seq %d code %d (%v), want the ack of seq 2", seq, code, err)
 	}
 }
 

@@ -25,6 +25,7 @@ const (
 	netlinkDiagTXRing    = 3
 	netlinkDiagFlags     = 4
 	netlinkDiagRingStats = 5
+	netlinkDiagPad       = 6
 
 	ndiagFlagCBRunning = 0x1
 
@@ -38,9 +39,10 @@ const (
 
 // ringStats is struct netlink_diag_ring_stats.
 type ringStats struct {
-	TXInPlace uint64 // ndrs_tx_inplace
-	TXCopied  uint64 // ndrs_tx_copied
-	Mapped    uint32 // ndrs_mapped
+	TXFrames  uint64 // ndrs_tx_frames: TX frames sent
+	TXInvalid uint64 // ndrs_tx_invalid: TX frames rejected
+	Mapped    uint32 // ndrs_mapped: mappings of the rings
+	Pad       uint32 // ndrs_pad: must be zero
 }
 
 // sockDiag is what a SOCK_DIAG_BY_FAMILY dump says about one netlink
@@ -54,10 +56,19 @@ type sockDiag struct {
 	RX, TX   *ring.Params // NETLINK_DIAG_RX_RING/TX_RING, nil when absent
 	Stats    *ringStats   // NETLINK_DIAG_RING_STATS, nil when absent
 	Drops    uint32       // SK_MEMINFO_DROPS of NETLINK_DIAG_MEMINFO
+	// Attrs are the attribute types in the order they came.
+	Attrs []uint16
 }
 
-// diagNetlink dumps the netlink sockets of one protocol.
-func diagNetlink(proto int) ([]sockDiag, error) {
+const diagShowAll = ndiagShowRingCfg | ndiagShowFlags | ndiagShowMeminfo
+
+// diagNetlink dumps the netlink sockets of one protocol, asking for
+// everything.
+func diagNetlink(proto int) ([]sockDiag, error) { return diagNetlinkShow(proto, diagShowAll) }
+
+// diagNetlinkShow dumps the netlink sockets of one protocol with the
+// given NDIAG_SHOW_* flags.
+func diagNetlinkShow(proto int, show uint32) ([]sockDiag, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return nil, fmt.Errorf("socket NETLINK_SOCK_DIAG: %w", err)
@@ -71,7 +82,7 @@ func diagNetlink(proto int) ([]sockDiag, error) {
 	req := make([]byte, sizeofNetlinkDiagReq)
 	req[0] = unix.AF_NETLINK
 	req[1] = uint8(proto)
-	binary.NativeEndian.PutUint32(req[8:], ndiagShowRingCfg|ndiagShowFlags|ndiagShowMeminfo)
+	binary.NativeEndian.PutUint32(req[8:], show)
 	binary.NativeEndian.PutUint32(req[12:], ^uint32(0)) // any cookie
 	binary.NativeEndian.PutUint32(req[16:], ^uint32(0))
 	msg := nlmsg.Message{Header: nlmsg.Header{Type: unix.SOCK_DIAG_BY_FAMILY,
@@ -122,7 +133,10 @@ func parseSockDiag(b []byte) (sockDiag, error) {
 	if err != nil {
 		return s, err
 	}
-	for _, a := range attrs {
+	// Attributes are parsed by type: NETLINK_DIAG_PAD may come before
+	// NETLINK_DIAG_RING_STATS to align its 64-bit counters.
+	for i, a := range attrs {
+		s.Attrs = append(s.Attrs, a.Type)
 		switch a.Type {
 		case netlinkDiagRXRing, netlinkDiagTXRing:
 			if len(a.Data) != sizeofDiagRing {
@@ -143,10 +157,23 @@ func parseSockDiag(b []byte) (sockDiag, error) {
 			if len(a.Data) != sizeofDiagRingStats {
 				return s, fmt.Errorf("NETLINK_DIAG_RING_STATS of %d bytes, want %d", len(a.Data), sizeofDiagRingStats)
 			}
+			if s.Stats != nil {
+				return s, fmt.Errorf("NETLINK_DIAG_RING_STATS twice")
+			}
 			s.Stats = &ringStats{
-				TXInPlace: binary.NativeEndian.Uint64(a.Data),
-				TXCopied:  binary.NativeEndian.Uint64(a.Data[8:]),
+				TXFrames:  binary.NativeEndian.Uint64(a.Data),
+				TXInvalid: binary.NativeEndian.Uint64(a.Data[8:]),
 				Mapped:    binary.NativeEndian.Uint32(a.Data[16:]),
+				Pad:       binary.NativeEndian.Uint32(a.Data[20:]),
+			}
+		case netlinkDiagPad:
+			// nla_align_64bit() puts an empty one right before the
+			// attribute it aligns, and only before that.
+			if len(a.Data) != 0 {
+				return s, fmt.Errorf("NETLINK_DIAG_PAD of %d bytes, want 0", len(a.Data))
+			}
+			if i+1 >= len(attrs) || attrs[i+1].Type != netlinkDiagRingStats {
+				return s, fmt.Errorf("NETLINK_DIAG_PAD not followed by NETLINK_DIAG_RING_STATS")
 			}
 		case netlinkDiagFlags:
 			if len(a.Data) >= 4 {

@@ -24,11 +24,15 @@ var linksFlag = flag.Int("txring.links", 0,
 
 // TestDumpManyLinks dumps 2000 dummy links (plus whatever else exists)
 // through an RX ring of 8 frames, far smaller than the dump, driving the
-// continuation with poll(). Every link arrives exactly once, in parts
-// built in the frames (VALID) when a frame holds NLMSG_GOODSIZE, announced
-// by COPY frames when frames are smaller than a page, and NLMSG_DONE
-// comes last. The StopReading cases let the ring fill and poll() a few
-// times more: the dump waits (no drop, no ENOBUFS) and resumes.
+// continuation with poll(). Every link arrives exactly once and
+// NLMSG_DONE comes last. Each part is built in an ordinary skb and copied
+// into its frame (VALID) if it fits the frame, else announced by a COPY
+// frame: with 16 KiB frames every part arrives VALID, with 2 KiB frames
+// the parts of a few links come as COPY and small ones (such as a final
+// NLMSG_DONE on its own) VALID. The StopReading cases let the ring fill
+// and poll() a few times more: the dump waits (no drop, no ENOBUFS) and
+// resumes. ResumeByRecvmsg never polls: after reading the ring empty, a
+// recvmsg() that finds the receive queue empty continues the dump.
 //
 // On a debug kernel (lockdep) creating and deleting a link costs some
 // 30-80 ms under TCG, so the test makes 500 links there unless
@@ -62,13 +66,15 @@ func TestDumpManyLinks(t *testing.T) {
 	tests := []struct {
 		name        string
 		frameSize   int
-		copied      bool // parts come as COPY frames
+		copies      bool // some parts do not fit a frame
 		stopReading bool
+		byRecvmsg   bool
 	}{
-		{name: "ValidFrames16K", frameSize: 16384},
-		{name: "CopyFrames2K", frameSize: 2048, copied: true},
-		{name: "StopReadingValid", frameSize: 16384, stopReading: true},
-		{name: "StopReadingCopy", frameSize: 2048, copied: true, stopReading: true},
+		{name: "Frames16K", frameSize: 16384},
+		{name: "Frames2K", frameSize: 2048, copies: true},
+		{name: "StopReading16K", frameSize: 16384, stopReading: true},
+		{name: "StopReading2K", frameSize: 2048, copies: true, stopReading: true},
+		{name: "ResumeByRecvmsg16K", frameSize: 16384, stopReading: true, byRecvmsg: true},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,7 +88,12 @@ func TestDumpManyLinks(t *testing.T) {
 			if tt.stopReading {
 				stall = func() { stopReading(t, c, unix.NETLINK_ROUTE) }
 			}
-			ds := readDump(t, c, seq, stall)
+			var ds []datagram
+			if tt.byRecvmsg {
+				ds = readDumpByRecvmsg(t, c, seq, stall)
+			} else {
+				ds = readDump(t, c, seq, stall)
+			}
 			elapsed := time.Since(start)
 
 			links := checkLinkDump(t, ds, seq)
@@ -102,13 +113,11 @@ func TestDumpManyLinks(t *testing.T) {
 			if len(ds) <= int(c.RX().FrameNr) {
 				t.Errorf("%d datagrams: the dump was meant to be larger than the ring (%d frames)", len(ds), c.RX().FrameNr)
 			}
-			for j, d := range ds {
-				if d.copied != tt.copied {
-					t.Errorf("datagram %d of %d: copied=%v, want %v", j, len(ds), d.copied, tt.copied)
-					break
-				}
+			valid, copied, empty := checkParts(t, ds, c.RX())
+			if tt.copies != (copied > 0) {
+				t.Errorf("%d of %d parts larger than a frame of %d bytes; want some: %v", copied, len(ds), tt.frameSize, tt.copies)
 			}
-			t.Logf("%d links in %d datagrams in %v", len(links), len(ds), elapsed)
+			t.Logf("%d links in %d datagrams (%d VALID, %d COPY, %d empty) in %v", len(links), len(ds), valid, copied, empty, elapsed)
 		})
 	}
 }
@@ -151,13 +160,12 @@ func TestDumpGenlCtrl(t *testing.T) {
 	rings := []struct {
 		name        string
 		frameSize   int
-		copied      bool
 		stopReading bool
 	}{
-		{name: "Valid", frameSize: 4096},
-		{name: "Copy", frameSize: 2048, copied: true},
-		{name: "StopReadingValid", frameSize: 4096, stopReading: true},
-		{name: "StopReadingCopy", frameSize: 2048, copied: true, stopReading: true},
+		{name: "Frames4K", frameSize: 4096},
+		{name: "Frames2K", frameSize: 2048},
+		{name: "StopReading4K", frameSize: 4096, stopReading: true},
+		{name: "StopReading2K", frameSize: 2048, stopReading: true},
 	}
 	for _, d := range dumps {
 		want := dumpBodies(messages(t, plainDump(t, unix.NETLINK_GENERIC, d.req(1))), 1)
@@ -184,13 +192,8 @@ func TestDumpGenlCtrl(t *testing.T) {
 				if d.manyParts && len(ds) <= int(rx.FrameNr) {
 					t.Errorf("%d datagrams: the dump was meant to be larger than the ring (%d frames)", len(ds), rx.FrameNr)
 				}
-				for j, dg := range ds {
-					if dg.copied != r.copied {
-						t.Errorf("datagram %d of %d: copied=%v, want %v", j, len(ds), dg.copied, r.copied)
-						break
-					}
-				}
-				t.Logf("%d messages in %d datagrams", len(got), len(ds))
+				valid, copied, empty := checkParts(t, ds, rx)
+				t.Logf("%d messages in %d datagrams (%d VALID, %d COPY, %d empty)", len(got), len(ds), valid, copied, empty)
 			})
 		}
 	}
@@ -215,6 +218,33 @@ func dumpBodies(msgs []nlmsg.Message, seq uint32) [][]byte {
 		}
 	}
 	return out
+}
+
+// checkParts checks how each datagram of a dump came out of an RX ring
+// with parameters rx: a part that fits a frame is copied into it and
+// arrives VALID, a larger one is announced by a COPY frame. A VALID frame
+// may also be empty (a frame the kernel claimed and did not use).
+func checkParts(t *testing.T, ds []datagram, rx ring.Params) (valid, copied, empty int) {
+	t.Helper()
+	for j, d := range ds {
+		fits := len(d.data) <= rx.MaxPayload()
+		switch {
+		case d.copied && fits:
+			t.Errorf("datagram %d of %d: %d bytes came as COPY; it fits a frame (%d bytes): want VALID",
+				j, len(ds), len(d.data), rx.MaxPayload())
+		case !d.copied && !fits:
+			t.Errorf("datagram %d of %d: VALID with %d bytes, more than a frame holds (%d)", j, len(ds), len(d.data), rx.MaxPayload())
+		}
+		switch {
+		case d.copied:
+			copied++
+		case len(d.data) == 0:
+			empty++
+		default:
+			valid++
+		}
+	}
+	return valid, copied, empty
 }
 
 // readDump reads the dump with sequence number seq from c until its
@@ -255,6 +285,81 @@ func readDump(t *testing.T, c *ring.Conn, seq uint32, stall func()) []datagram {
 	}
 }
 
+// readDumpByRecvmsg reads the dump with sequence number seq from c until
+// its NLMSG_DONE without ever calling poll(): it reads what the ring
+// holds, and when the ring is empty it calls recvmsg(MSG_DONTWAIT), which
+// must find the receive queue empty and continue the dump before it
+// returns EAGAIN. stall, if set, runs once after the first part arrived.
+// Use it with frames that hold every part (VALID only).
+//
+// The Go runtime's netpoller may continue the dump too (see settledRX)
+// while it handles the wakeup of an earlier part; the check after each
+// recvmsg() holds either way, and the log says how often recvmsg() had
+// to continue the dump (most of the time: emptying the ring wakes
+// nobody).
+func readDumpByRecvmsg(t *testing.T, c *ring.Conn, seq uint32, stall func()) []datagram {
+	t.Helper()
+	fd := connFD(t, c)
+	var ds []datagram
+	continued := 0
+	for {
+		if countStatus(settledRX(t, c), ring.StatusValid) == 0 {
+			// Nothing to read: the dump waits for room in the ring.
+			buf := make([]byte, 1)
+			_, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
+			if err != unix.EAGAIN {
+				t.Fatalf("dump seq %d: recvmsg with nothing queued: %v, want EAGAIN", seq, err)
+			}
+			if st := rxStatuses(t, c); countStatus(st, ring.StatusValid)+countStatus(st, ring.StatusCopy) == 0 {
+				t.Fatalf("dump seq %d stalled after %d datagrams: recvmsg on an empty queue did not continue it; RX %v",
+					seq, len(ds), st)
+			}
+			continued++
+		}
+		if stall != nil {
+			stall()
+			stall = nil
+		}
+		// A VALID frame is at the reader's head: Receive does not wait.
+		rec, err := c.Receive()
+		if err != nil {
+			t.Fatalf("dump seq %d: receive, %d datagrams in: %v", seq, len(ds), err)
+		}
+		ds = append(ds, datagram{data: rec.Data, copied: rec.Copied})
+		msgs, err := nlmsg.Parse(rec.Data)
+		if err != nil {
+			t.Fatalf("dump seq %d, datagram %d: %v", seq, len(ds), err)
+		}
+		for _, m := range msgs {
+			if m.Seq == seq && (m.Type == unix.NLMSG_DONE || m.Err() != nil) {
+				t.Logf("recvmsg continued the dump %d times", continued)
+				return ds
+			}
+		}
+	}
+}
+
+// settledRX returns the statuses of c's RX ring once no frame is
+// RESERVED. A frame is RESERVED while a part of a dump is being built in
+// it, which may happen in any thread that polls the socket: the Go
+// runtime's netpoller too, since epoll_wait() calls the socket's poll()
+// for the events it reports (edge-triggered or not), and netlink_poll()
+// continues the dump.
+func settledRX(t *testing.T, c *ring.Conn) []ring.Status {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for {
+		st := rxStatuses(t, c)
+		if countStatus(st, ring.StatusReserved) == 0 {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RX ring %v: a frame stayed RESERVED for %v", st, hangGuard)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // stopReading lets the ring of c fill while nothing is read: poll()
 // continues the dump until no frame is free, then the dump waits. No
 // part may be dropped and no error reported meanwhile.
@@ -265,7 +370,7 @@ func stopReading(t *testing.T, c *ring.Conn, proto int) {
 	for i := 0; i < frames+4; i++ {
 		pollEvents(t, fd)
 	}
-	st := rxStatuses(t, c)
+	st := settledRX(t, c)
 	if full := countStatus(st, ring.StatusValid) + countStatus(st, ring.StatusCopy); full != frames {
 		t.Errorf("after %d polls without reading, RX ring %v: want all %d frames VALID or COPY", frames+4, st, frames)
 	}

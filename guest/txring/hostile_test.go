@@ -11,39 +11,49 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/nlmmap/nlmmap/guest/nlmsg"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
 )
 
-// The two ways a TX frame reaches the kernel: copied (from the Go
-// process, which has threads) or processed in place (from a
-// single-threaded child). Hostile frames go both ways.
+// The two kinds of sender the TX tests use: the Go process, which has
+// threads, and a single-threaded child with its rings mapped once (see
+// solo_test.go). The kernel treats frames from both the same way.
 const (
-	modeCopied  = "Copied"
-	modeInPlace = "InPlace"
+	modeGoProcess      = "GoProcess"
+	modeSingleThreaded = "SingleThreaded"
 )
 
-var modes = []string{modeCopied, modeInPlace}
+var modes = []string{modeGoProcess, modeSingleThreaded}
 
 // A txBatch is what a test writes into the TX ring: frames[i] into frame
-// i, with nm_len nmLen[i] if given, then sends sendto calls.
+// i, with nm_len nmLen[i] if given, then sends sendto calls, to the kernel
+// or to dstPorts[s] for call s.
 type txBatch struct {
-	frames [][]byte
-	nmLen  []uint32
-	sends  int
+	frames   [][]byte
+	nmLen    []uint32
+	sends    int
+	dstPorts []uint32
+	sndbuf   int // SO_SNDBUF to set first, if not 0
 }
 
 // txOutcome is what came of a batch.
 type txOutcome struct {
 	errs      []error         // per sendto
+	sent      []int           // per sendto: the bytes it reported sent
 	txStatus  [][]ring.Status // per sendto: the batch's frames after it
+	revents   []int16         // per sendto: poll(POLLIN|POLLOUT) right after it
 	datagrams []datagram      // everything the socket received
 	stats     ringStats
 }
 
 var kernelAddr = &unix.SockaddrNetlink{Family: unix.AF_NETLINK}
+
+// nobodysPort is a port ID no socket has: sending to it fails with
+// ECONNREFUSED.
+const nobodysPort = 0x7ffffffe
 
 // runBatch sends b on a fresh NETLINK_ROUTE socket with rings rx and tx.
 func runBatch(t *testing.T, mode string, rx, tx ring.Params, b txBatch) txOutcome {
@@ -52,20 +62,29 @@ func runBatch(t *testing.T, mode string, rx, tx ring.Params, b txBatch) txOutcom
 		b.sends = 1
 	}
 	var o txOutcome
-	if mode == modeInPlace {
-		r := runSolo(t, soloConfig{proto: unix.NETLINK_ROUTE, rx: rx, tx: tx, frames: b.frames, nmLen: b.nmLen, sends: b.sends})
+	if mode == modeSingleThreaded {
+		r := runSolo(t, soloConfig{proto: unix.NETLINK_ROUTE, rx: rx, tx: tx, frames: b.frames, nmLen: b.nmLen,
+			sends: b.sends, dstPorts: b.dstPorts, sndbuf: b.sndbuf})
 		for _, ret := range r.sendRet {
 			var err error
+			n := int(ret)
 			if ret < 0 {
-				err = unix.Errno(-ret)
+				err, n = unix.Errno(-ret), 0
 			}
 			o.errs = append(o.errs, err)
+			o.sent = append(o.sent, n)
 		}
-		o.txStatus, o.datagrams, o.stats = r.txStatus, r.datagrams, *r.diag.Stats
+		o.txStatus, o.revents, o.datagrams, o.stats = r.txStatus, r.revents, r.datagrams, *r.diag.Stats
 		return o
 	}
 
 	c := dial(t, unix.NETLINK_ROUTE, ring.Config{RX: rx, TX: tx})
+	fd := connFD(t, c)
+	if b.sndbuf != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, b.sndbuf); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i, f := range b.frames {
 		fr, err := c.RawTX(i)
 		if err != nil {
@@ -80,21 +99,32 @@ func runBatch(t *testing.T, mode string, rx, tx ring.Params, b txBatch) txOutcom
 		fr.SetStatus(ring.StatusValid) // release: pairs with the kernel's acquire in netlink_tx_next()
 	}
 	for s := 0; s < b.sends; s++ {
-		var errno unix.Errno
-		err := c.RawKick(kernelAddr)
-		if err != nil && !errors.As(err, &errno) {
-			t.Fatalf("sendto: %v", err)
+		var port uint32
+		if s < len(b.dstPorts) {
+			port = b.dstPorts[s]
 		}
-		if err != nil {
-			o.errs = append(o.errs, errno)
-		} else {
-			o.errs = append(o.errs, nil)
-		}
+		n, err := kick(fd, port)
+		o.errs = append(o.errs, err)
+		o.sent = append(o.sent, n)
 		o.txStatus = append(o.txStatus, txStatuses(t, c)[:len(b.frames)])
+		o.revents = append(o.revents, pollEvents(t, fd))
 	}
 	o.datagrams = drainNow(t, c)
 	o.stats = ringStatsOf(t, unix.NETLINK_ROUTE, connIno(t, c))
 	return o
+}
+
+// kick is sendto(fd, NULL, 0, 0, {AF_NETLINK, port}): it makes the kernel
+// send the TX ring's frames and returns the bytes it reports sent. (The
+// ring library's RawKick drops the count.)
+func kick(fd int, port uint32) (int, error) {
+	sa := unix.RawSockaddrNetlink{Family: unix.AF_NETLINK, Pid: port}
+	n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), 0, 0, 0,
+		uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // drainNow reads every datagram waiting on c. The kernel answers
@@ -115,6 +145,26 @@ func drainNow(t testing.TB, c *ring.Conn) []datagram {
 		ds = append(ds, datagram{data: rec.Data, copied: rec.Copied})
 	}
 	return ds
+}
+
+// minSndbuf returns the smallest SO_SNDBUF a socket can have (what the
+// kernel makes of SO_SNDBUF 1). A message over it minus 32 bytes is too
+// large to send.
+func minSndbuf(t *testing.T) int {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 1); err != nil {
+		t.Fatal(err)
+	}
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // answers summarizes the messages of ds, one string per message.
@@ -159,21 +209,32 @@ func errName(err error) string {
 }
 
 // TestTXHostileFrames hands the kernel frames a careless or hostile
-// program could write, both copied and processed in place. Each hostile
-// frame is the last frame of the TX ring, so reading past it would leave
-// the ring's vmalloc area (KASAN_VMALLOC on the debug kernel). A valid
-// request in the frame before it shows the socket keeps working.
+// program could write, from the Go process and from a single-threaded
+// child. Each hostile frame is the last frame of the TX ring, so reading
+// past it would leave the ring's vmalloc area (KASAN_VMALLOC on the debug
+// kernel). A valid request in the frame before it shows the socket keeps
+// working.
 //
 // What the kernel does: a frame whose nm_len is zero or larger than the
-// frame's payload is handed back unsent and the call fails with EINVAL;
-// every other frame is sent, and the family's parser answers or ignores
-// the message as it would a sendmsg() of nm_len bytes. Either way the
-// frame is UNUSED afterwards, and only frames that were sent are counted.
+// frame's payload is handed back unsent and the call fails with EINVAL; a
+// frame whose nm_len exceeds the socket's send buffer minus 32 bytes is
+// handed back unsent with EMSGSIZE. Every other frame is copied and sent,
+// and the family's parser answers or ignores the message as it would a
+// sendmsg() of nm_len bytes. Either way the frame is UNUSED afterwards;
+// NETLINK_DIAG_RING_STATS counts the frames sent and the frames rejected.
 func TestTXHostileFrames(t *testing.T) {
 	setup(t)
 	rx := mustParams(t, 4096, 8)
 	tx := ring.Params{BlockSize: 4096, BlockNr: 1, FrameSize: 2048, FrameNr: 2} // the hostile frame ends the ring
 	room := uint32(tx.MaxPayload())
+	// Frames larger than the smallest send buffer, for EMSGSIZE.
+	sndbuf := minSndbuf(t)
+	sndLimit := uint32(sndbuf - 32)
+	bigTX := ring.Params{BlockSize: 16384, BlockNr: 1, FrameSize: 8192, FrameNr: 2}
+	if int(sndLimit) >= bigTX.MaxPayload() {
+		t.Fatalf("the smallest send buffer is %d bytes: frames of %d do not exceed it", sndbuf, bigTX.FrameSize)
+	}
+	t.Logf("smallest SO_SNDBUF %d: messages up to %d bytes", sndbuf, sndLimit)
 	probe := getLink(1, 1, unix.NLM_F_ACK)
 	req := getLink(2, 1, unix.NLM_F_ACK) // 32 bytes
 	withLen := func(b []byte, n uint32) []byte {
@@ -205,9 +266,8 @@ func TestTXHostileFrames(t *testing.T) {
 		useLen  bool   // nm_len = len(frame)
 		wantErr error  // of sendto
 		want    []string
-		// copiedAnyway: a single-threaded sender's frame is copied
-		// too (it holds something that looks like a dump request).
-		copiedAnyway bool
+		tx      *ring.Params // instead of tx
+		sndbuf  int          // SO_SNDBUF to set first
 	}{
 		{name: "NmLenZero", frame: req, nmLen: 0, wantErr: unix.EINVAL},
 		{name: "NmLenRoomPlusOne", frame: req, nmLen: room + 1, wantErr: unix.EINVAL},
@@ -215,19 +275,31 @@ func TestTXHostileFrames(t *testing.T) {
 		{name: "NmLenNegative", frame: req, nmLen: 1 << 31, wantErr: unix.EINVAL},
 		{name: "NmLenMax", frame: req, nmLen: ^uint32(0), wantErr: unix.EINVAL},
 		{
+			// Fits the frame, not the send buffer.
+			name: "NmLenSndbufPlusOne", frame: fill(req, int(sndLimit)+1, 0), nmLen: sndLimit + 1,
+			tx: &bigTX, sndbuf: 1, wantErr: unix.EMSGSIZE,
+		},
+		{
+			// Exactly the send buffer's limit: sent. The zeros after
+			// the request read as a message of length 0, which ends
+			// the parse.
+			name: "NmLenSndbufExact", frame: fill(req, int(sndLimit), 0), nmLen: sndLimit,
+			tx: &bigTX, sndbuf: 1,
+			want: []string{"seq 2: link 1 lo", "seq 2: ack"},
+		},
+		{
 			// The whole payload: the request, then 0xfc up to the end
 			// of the frame, which reads as a message longer than what
-			// is left (and without NLM_F_DUMP bits) and ends the parse.
+			// is left and ends the parse.
 			name: "NmLenRoomExact", frame: fill(req, int(room), 0xfc), nmLen: room,
 			want: []string{"seq 2: link 1 lo", "seq 2: ack"},
 		},
 		{
 			// The same with 0xff: the garbage after the request has
-			// NLM_F_DUMP bits in its flags, so the kernel copies the
-			// frame, though the parser never gets to that "message".
+			// NLM_F_DUMP bits in its flags, though the parser never
+			// gets to that "message".
 			name: "GarbageWithDumpBits", frame: fill(req, int(room), 0xff), nmLen: room,
-			want:         []string{"seq 2: link 1 lo", "seq 2: ack"},
-			copiedAnyway: true,
+			want: []string{"seq 2: link 1 lo", "seq 2: ack"},
 		},
 		{name: "NlmsgLenBeyondNmLen", frame: req, nmLen: 20},
 		{name: "NlmsgLenBeyondFrame", frame: withLen(req, 4096), useLen: true},
@@ -277,14 +349,22 @@ func TestTXHostileFrames(t *testing.T) {
 					if tt.useLen {
 						n = uint32(len(tt.frame))
 					}
-					o := runBatch(t, mode, rx, tx, txBatch{
+					ringTX := tx
+					if tt.tx != nil {
+						ringTX = *tt.tx
+					}
+					o := runBatch(t, mode, rx, ringTX, txBatch{
 						frames: [][]byte{probe, tt.frame},
 						nmLen:  []uint32{uint32(len(probe)), n},
+						sndbuf: tt.sndbuf,
 					})
 					got := answers(t, o.datagrams)
-					t.Logf("sendto: %s; TX %v; answers %q; stats %+v", errName(o.errs[0]), o.txStatus[0], got, o.stats)
+					t.Logf("sendto: %s (%d bytes); TX %v; answers %q; stats %+v", errName(o.errs[0]), o.sent[0], o.txStatus[0], got, o.stats)
 					if !errors.Is(o.errs[0], tt.wantErr) || (tt.wantErr == nil && o.errs[0] != nil) {
 						t.Errorf("sendto: %s, want %s", errName(o.errs[0]), errName(tt.wantErr))
+					}
+					if tt.wantErr == nil && o.sent[0] != len(probe)+int(n) {
+						t.Errorf("sendto reported %d bytes sent, want %d", o.sent[0], len(probe)+int(n))
 					}
 					if want := []ring.Status{ring.StatusUnused, ring.StatusUnused}; !slices.Equal(o.txStatus[0], want) {
 						t.Errorf("TX frames after sendto: %v, want %v (the kernel hands every frame back)", o.txStatus[0], want)
@@ -293,16 +373,9 @@ func TestTXHostileFrames(t *testing.T) {
 					if !slices.Equal(got, want) {
 						t.Errorf("answers:\n got %q\nwant %q", got, want)
 					}
-					sent := uint64(2)
+					wantStats := ringStats{TXFrames: 2, Mapped: 1}
 					if tt.wantErr != nil {
-						sent = 1
-					}
-					wantStats := ringStats{TXCopied: sent, Mapped: 1}
-					if mode == modeInPlace {
-						wantStats = ringStats{TXInPlace: sent, Mapped: 1}
-						if tt.copiedAnyway {
-							wantStats = ringStats{TXInPlace: 1, TXCopied: 1, Mapped: 1}
-						}
+						wantStats = ringStats{TXFrames: 1, TXInvalid: 1, Mapped: 1}
 					}
 					if o.stats != wantStats {
 						t.Errorf("ring stats %+v, want %+v", o.stats, wantStats)
@@ -313,38 +386,80 @@ func TestTXHostileFrames(t *testing.T) {
 	}
 }
 
-// TestTXStopsAtInvalidFrame documents what happens to the frames after an
-// invalid one: the kernel hands the invalid frame back, returns EINVAL and
-// leaves the frames after it VALID; the next sendto sends them, in order.
-func TestTXStopsAtInvalidFrame(t *testing.T) {
+// TestTXStopsAtFailedFrame documents what happens to the frames after one
+// that fails: the call returns the error, the failed frame is handed back
+// (UNUSED), the frames after it stay VALID, and the kernel's position in
+// the TX ring stays on the first of them, so poll() reports no POLLOUT
+// although the next frame user space would write is free. The next
+// sendto sends them, in order, and reports their bytes.
+func TestTXStopsAtFailedFrame(t *testing.T) {
 	setup(t)
 	rx := mustParams(t, 4096, 8)
-	tx := mustParams(t, 2048, 4)
+	tx := mustParams(t, 8192, 4)
+	sndLimit := minSndbuf(t) - 32
 	a, b := getLink(10, 1, unix.NLM_F_ACK), getLink(11, 1, unix.NLM_F_ACK)
+	first := getLink(9, 1, unix.NLM_F_ACK)
+	tests := []struct {
+		name    string
+		nmLen   uint32 // of the first frame; 0: its length
+		sndbuf  int
+		port    uint32 // the first sendto's destination
+		wantErr error
+		stats   ringStats
+	}{
+		{name: "NmLenZero", nmLen: 0, wantErr: unix.EINVAL,
+			stats: ringStats{TXFrames: 2, TXInvalid: 1, Mapped: 1}},
+		{name: "NmLenOverSndbuf", nmLen: uint32(sndLimit + 1), sndbuf: 1, wantErr: unix.EMSGSIZE,
+			stats: ringStats{TXFrames: 2, TXInvalid: 1, Mapped: 1}},
+		{
+			// The frame is valid and copied, the delivery fails. The
+			// kernel counts it as sent: it is not invalid, and it was
+			// taken from the ring like the frames it sent.
+			name: "NobodyAtPort", nmLen: uint32(len(first)), port: nobodysPort, wantErr: unix.ECONNREFUSED,
+			stats: ringStats{TXFrames: 3, Mapped: 1},
+		},
+	}
 	for _, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			o := runBatch(t, mode, rx, tx, txBatch{
-				frames: [][]byte{getLink(9, 1, unix.NLM_F_ACK), a, b},
-				nmLen:  []uint32{0, uint32(len(a)), uint32(len(b))},
-				sends:  2,
+		for _, tt := range tests {
+			t.Run(mode+"/"+tt.name, func(t *testing.T) {
+				o := runBatch(t, mode, rx, tx, txBatch{
+					frames:   [][]byte{first, a, b},
+					nmLen:    []uint32{tt.nmLen, uint32(len(a)), uint32(len(b))},
+					sends:    2,
+					dstPorts: []uint32{tt.port, 0},
+					sndbuf:   tt.sndbuf,
+				})
+				t.Logf("sendto: %s then %s (%d bytes); TX %v then %v; poll %#x then %#x; stats %+v",
+					errName(o.errs[0]), errName(o.errs[1]), o.sent[1], o.txStatus[0], o.txStatus[1], o.revents[0], o.revents[1], o.stats)
+				if !errors.Is(o.errs[0], tt.wantErr) || o.errs[1] != nil {
+					t.Errorf("sendto: %s then %s, want %s then ok", errName(o.errs[0]), errName(o.errs[1]), errName(tt.wantErr))
+				}
+				if want := len(a) + len(b); o.sent[1] != want {
+					t.Errorf("the second sendto reported %d bytes sent, want %d", o.sent[1], want)
+				}
+				U, V := ring.StatusUnused, ring.StatusValid
+				if want := []ring.Status{U, V, V}; !slices.Equal(o.txStatus[0], want) {
+					t.Errorf("TX frames after the first sendto: %v, want %v", o.txStatus[0], want)
+				}
+				if want := []ring.Status{U, U, U}; !slices.Equal(o.txStatus[1], want) {
+					t.Errorf("TX frames after the second sendto: %v, want %v", o.txStatus[1], want)
+				}
+				if o.revents[0]&unix.POLLOUT != 0 {
+					t.Errorf("poll after the first sendto: %#x, want no POLLOUT: the frame at the kernel's position is VALID", o.revents[0])
+				}
+				if o.revents[1]&unix.POLLOUT == 0 {
+					t.Errorf("poll after the second sendto: %#x, want POLLOUT", o.revents[1])
+				}
+				got := answers(t, o.datagrams)
+				want := []string{"seq 10: link 1 lo", "seq 10: ack", "seq 11: link 1 lo", "seq 11: ack"}
+				if !slices.Equal(got, want) {
+					t.Errorf("answers:\n got %q\nwant %q", got, want)
+				}
+				if o.stats != tt.stats {
+					t.Errorf("ring stats %+v, want %+v", o.stats, tt.stats)
+				}
 			})
-			t.Logf("sendto: %s then %s; TX %v then %v", errName(o.errs[0]), errName(o.errs[1]), o.txStatus[0], o.txStatus[1])
-			if !errors.Is(o.errs[0], unix.EINVAL) || o.errs[1] != nil {
-				t.Errorf("sendto: %s then %s, want EINVAL then ok", errName(o.errs[0]), errName(o.errs[1]))
-			}
-			U, V := ring.StatusUnused, ring.StatusValid
-			if want := []ring.Status{U, V, V}; !slices.Equal(o.txStatus[0], want) {
-				t.Errorf("TX frames after the first sendto: %v, want %v", o.txStatus[0], want)
-			}
-			if want := []ring.Status{U, U, U}; !slices.Equal(o.txStatus[1], want) {
-				t.Errorf("TX frames after the second sendto: %v, want %v", o.txStatus[1], want)
-			}
-			got := answers(t, o.datagrams)
-			want := []string{"seq 10: link 1 lo", "seq 10: ack", "seq 11: link 1 lo", "seq 11: ack"}
-			if !slices.Equal(got, want) {
-				t.Errorf("answers:\n got %q\nwant %q", got, want)
-			}
-		})
+		}
 	}
 }
 
@@ -375,19 +490,21 @@ func TestTXStopsAtGap(t *testing.T) {
 	if ds := drainNow(t, c); len(ds) != 0 {
 		t.Errorf("answers %q, want none: nothing was sent", answers(t, ds))
 	}
-	if st := ringStatsOf(t, unix.NETLINK_ROUTE, connIno(t, c)); st.TXCopied+st.TXInPlace != 0 {
-		t.Errorf("ring stats %+v: frames counted, none sent", st)
+	if st := ringStatsOf(t, unix.NETLINK_ROUTE, connIno(t, c)); st != (ringStats{Mapped: 1}) {
+		t.Errorf("ring stats %+v: frames counted, none sent or rejected", st)
 	}
 	fr.SetStatus(ring.StatusUnused)
 }
 
 // TestTXScribbler rewrites VALID frames (nlmsghdr, nm_len, attributes,
-// status) from one goroutine while others make the kernel send from the
-// ring in a loop, for a few seconds. The frames are copied (the process
-// has threads), so the kernel may see torn messages but must never
-// misbehave: no crash, no splat (the debug kernel's KASAN watches the
-// ring's bounds), and the kernel still answers afterwards. Only GET
-// requests are ever written, so whatever the kernel sees changes nothing.
+// status) from one goroutine while another makes the kernel send from the
+// ring in a loop, for a few seconds. The kernel copies each frame once,
+// so it may copy a torn message but must never misbehave: no crash, no
+// splat (the debug kernel's KASAN watches the ring's bounds), and the
+// kernel still answers afterwards. Only GET requests are ever written, so
+// whatever the kernel sees changes nothing. Every rejected frame ends its
+// sendto with EINVAL (or EMSGSIZE), so NETLINK_DIAG_RING_STATS must count
+// exactly as many rejected frames as those calls.
 func TestTXScribbler(t *testing.T) {
 	setup(t)
 	const duration = 3 * time.Second
@@ -443,7 +560,8 @@ func TestTXScribbler(t *testing.T) {
 	}()
 	time.Sleep(duration)
 	stop.Store(true)
-	wg.Wait() // no more writes to the mapping
+	wg.Wait() // no more writes to the mapping, no more sends
+	stats := ringStatsOf(t, unix.NETLINK_ROUTE, connIno(t, c))
 	c.Close() // wakes the reader
 	reader.Wait()
 
@@ -453,18 +571,33 @@ func TestTXScribbler(t *testing.T) {
 		return true
 	})
 	slices.Sort(errs)
-	t.Logf("%d sendto calls (%s), %d frames written, %d datagrams read", kicks.Load(), strings.Join(errs, ", "), writes.Load(), recvs.Load())
+	t.Logf("%d sendto calls (%s), %d frames written, %d datagrams read; ring stats %+v",
+		kicks.Load(), strings.Join(errs, ", "), writes.Load(), recvs.Load(), stats)
 	if kicks.Load() == 0 || writes.Load() == 0 {
 		t.Fatal("the scribbler or the sender never ran")
 	}
+	rejecting := int64(0)
+	for _, name := range []string{"EINVAL", "EMSGSIZE"} {
+		if v, ok := errCounts.Load(name); ok {
+			rejecting += v.(*atomic.Int64).Load()
+		}
+	}
+	if stats.TXInvalid != uint64(rejecting) || stats.Mapped != 1 {
+		t.Errorf("ring stats %+v, want %d frames rejected (the sendto calls that failed with EINVAL or EMSGSIZE) and one mapping",
+			stats, rejecting)
+	}
+	if stats.TXFrames == 0 {
+		t.Errorf("ring stats %+v: no frame sent", stats)
+	}
 
-	// The kernel still answers, in place and copied.
+	// The kernel still answers, to the Go process and to a
+	// single-threaded child.
 	c2 := dial(t, unix.NETLINK_ROUTE, ring.Config{RX: mustParams(t, 4096, 8), TX: mustParams(t, 2048, 4)})
 	if err := c2.Send(getLink(1, 1, unix.NLM_F_ACK)); err != nil {
 		t.Fatalf("send after the scribbler: %v", err)
 	}
 	checkLinkAnswer(t, receiveUntil(t, c2, 1), 1, 1, "lo")
-	o := runBatch(t, modeInPlace, mustParams(t, 4096, 8), mustParams(t, 2048, 4),
+	o := runBatch(t, modeSingleThreaded, mustParams(t, 4096, 8), mustParams(t, 2048, 4),
 		txBatch{frames: [][]byte{getLink(1, 1, unix.NLM_F_ACK)}})
 	checkLinkAnswer(t, o.datagrams, 1, 1, "lo")
 }

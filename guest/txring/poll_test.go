@@ -1,8 +1,13 @@
 package txring
 
 import (
+	"fmt"
+	"os"
+	"runtime"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/nlmmap/nlmmap/guest/nlmsg"
 	"github.com/nlmmap/nlmmap/guest/ring"
@@ -129,9 +134,11 @@ func wantAnswer(t *testing.T, c *ring.Conn, want string, copied bool) {
 
 // TestPollOut checks that poll() reports POLLOUT exactly while the TX
 // frame at the kernel's position is free: a VALID frame there takes it
-// away even if every other frame is free, and sending brings it back.
-// (TestTXStopsAtGap covers a free frame at the kernel's position with a
-// VALID one behind it.)
+// away even if every other frame is free, and sending brings it back. A
+// writer waiting in poll() for a full ring is woken by the sendto that
+// frees it. (TestTXStopsAtGap covers a free frame at the kernel's
+// position with a VALID one behind it, TestTXStopsAtFailedFrame a VALID
+// frame at the kernel's position behind a free one.)
 func TestPollOut(t *testing.T) {
 	setup(t)
 	c := dial(t, unix.NETLINK_ROUTE, ring.Config{RX: mustParams(t, 4096, 16), TX: mustParams(t, 2048, 4)})
@@ -164,6 +171,17 @@ func TestPollOut(t *testing.T) {
 		{name: "AllSent", do: flush, pollOut: true},
 		{name: "WrappedHeadFrameValid", do: func(t *testing.T) { enqueue(t, 2) }, pollOut: false},
 		{name: "WrappedSent", do: flush, pollOut: true},
+		{
+			name: "WriterWoken", do: func(t *testing.T) {
+				enqueue(t, frames)
+				woken := pollAsleep(t, fd, unix.POLLOUT)
+				flush(t)
+				if ev := <-woken; ev&unix.POLLOUT == 0 {
+					t.Errorf("the waiting writer's poll returned %#x, want POLLOUT", ev)
+				}
+			},
+			pollOut: true,
+		},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) {
@@ -183,4 +201,49 @@ func TestPollOut(t *testing.T) {
 func noop(seq uint32) []byte {
 	return nlmsg.Message{Header: nlmsg.Header{Type: unix.RTM_GETLINK, Flags: unix.NLM_F_ACK, Seq: seq},
 		Data: ifinfomsg(1)}.Append(nil)
+}
+
+// pollAsleep starts a poll() for events on fd, with hangGuard as its
+// timeout, on a thread of its own, and returns once that thread sleeps in
+// the system call: whatever makes the poll return happens after. The
+// events it returns come on the channel.
+func pollAsleep(t *testing.T, fd int, events int16) <-chan int16 {
+	t.Helper()
+	tid := make(chan int, 1)
+	out := make(chan int16, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tid <- unix.Gettid()
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+		for {
+			_, err := unix.Poll(pfd, int(hangGuard.Milliseconds()))
+			if err == unix.EINTR {
+				continue
+			}
+			out <- pfd[0].Revents
+			return
+		}
+	}()
+	path := fmt.Sprintf("/proc/self/task/%d/syscall", <-tid)
+	deadline := time.Now().Add(hangGuard)
+	for {
+		// "<nr> <args>..." while the thread sleeps in a system call.
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("read %s: %v", path, err)
+		}
+		if strings.HasPrefix(string(b), fmt.Sprintf("%d ", unix.SYS_PPOLL)) {
+			return out
+		}
+		select {
+		case ev := <-out:
+			t.Fatalf("poll returned %#x at once; it was meant to wait", ev)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the poller did not sleep in ppoll within %v: %s", hangGuard, b)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

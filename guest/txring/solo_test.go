@@ -2,16 +2,19 @@ package txring
 
 // The single-threaded sender ("solo").
 //
-// The kernel processes a TX frame in place only when nobody but the
-// sending thread can write to it while it is validated and acted upon
-// (netlink_tx_begin() in net/netlink/mmap.c): the sender is the only user
-// of its address space (mm_users == 1), the rings are mapped exactly once,
-// by the sending process, and that mapping was not inherited through
-// fork(), and the socket's file is referenced only by one descriptor and
-// that mapping. A Go process always runs several threads, so every frame
-// a test sends from its own process is copied. To reach the in-place path
-// a test forks a child that is single threaded and never re-enters the Go
-// runtime.
+// An earlier version of the series processed a TX frame in place when it
+// believed nobody but the sending thread could write to it: the sender is
+// the only user of its address space, the rings are mapped exactly once,
+// by the sending process, that mapping was not inherited through fork(),
+// and the socket's file is referenced by one descriptor only. Review found
+// writers those conditions do not exclude, so the kernel now copies every
+// frame. The tests that use this file check that meeting every one of
+// those conditions does not bring an in-place path back: a Go process
+// always runs several threads, so to meet them a test forks a child that
+// is single threaded and never re-enters the Go runtime. While such a
+// child waits inside sendto, the parent can also rewrite its frames
+// through /proc/<pid>/mem (a writer that none of the conditions excludes)
+// to show that the kernel works on its copy.
 //
 // How the child stays safe, following syscall.forkAndExecInChild:
 //
@@ -43,6 +46,7 @@ package txring
 // sock_diag; then it lets the child exit with SIGCONT and reaps it.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -85,11 +89,14 @@ const (
 	stepDup
 	stepStop
 	stepFstat
-	stepGetsockname
+	stepSndbuf
 )
 
 var stepNames = [...]string{"none", "socket", "setsockopt NETLINK_RX_RING", "setsockopt NETLINK_TX_RING",
-	"mmap", "second mmap", "dup", "kill SIGSTOP", "fstat", "getsockname"}
+	"mmap", "second mmap", "dup", "kill SIGSTOP", "fstat", "setsockopt SO_SNDBUF"}
+
+// soloNotYet is in soloPlan.sendRet[s] until sendto call s returns.
+const soloNotYet = -1 << 62
 
 // soloPlan is shared between the parent and the child. It holds no
 // pointers (see the top of the file).
@@ -100,22 +107,22 @@ type soloPlan struct {
 	fd       int32     // soloInherit: the inherited socket
 	polls    uint32    // poll(POLLIN, 0) calls after the sends: they continue a dump
 	sends    uint32    // sendto calls
+	sndbuf   int32     // SO_SNDBUF to set before sending, if not 0
 	rx, tx   [4]uint32 // struct nl_mmap_req of each ring (block size, block nr, frame size, frame nr)
 	nframes  uint32
 	frameOff [soloMaxFrames]uint32 // TX frame i gets req[frameOff[i]:][:frameLen[i]]
 	frameLen [soloMaxFrames]uint32
-	nmLen    [soloMaxFrames]uint32 // and this nm_len
-	dst      unix.RawSockaddrNetlink
+	nmLen    [soloMaxFrames]uint32                 // and this nm_len
+	dst      [soloMaxSends]unix.RawSockaddrNetlink // of each sendto
 	req      [soloReqCap]byte
 
 	// Written by the child before it stops or exits.
 	failStep  uint32
 	errno     uint32
-	sendRet   [soloMaxSends]int64                 // sendto's result, or -errno
+	sendRet   [soloMaxSends]int64                 // sendto's result, or -errno (atomic: the parent watches it)
 	txStatus  [soloMaxSends][soloMaxFrames]uint32 // the TX frames' status after each sendto
+	revents   [soloMaxSends]int16                 // poll(POLLIN|POLLOUT, 0) after each sendto
 	stat      unix.Stat_t
-	sa        unix.RawSockaddrNetlink
-	saLen     uint32
 	nqueued   uint32
 	queuedLen [soloMaxQueued]uint32
 	rxCopy    [soloRXCap]byte    // the RX ring after the sends and polls
@@ -133,6 +140,15 @@ type soloConfig struct {
 	nmLen  []uint32
 	sends  int // sendto calls; 0 means 1
 	polls  int
+	// dstPort is the port ID the child sends to (0: the kernel);
+	// dstPorts, if set, has one for each sendto.
+	dstPort  uint32
+	dstPorts []uint32
+	// sndbuf, if set, is the SO_SNDBUF the child sets before it sends.
+	sndbuf int
+	// duringSend, if set, runs in the parent while the child sends:
+	// the caller arranges for the child to block in its sendto.
+	duringSend func(ch *soloChild)
 
 	// inherit, when set, is a Conn of the parent whose socket and mapping
 	// the child uses instead of making its own (rx and tx are ignored);
@@ -147,6 +163,7 @@ type soloConfig struct {
 type soloResult struct {
 	sendRet   []int64         // per sendto: bytes sent or -errno
 	txStatus  [][]ring.Status // per sendto: the filled frames' status after it
+	revents   []int16         // per sendto: poll events right after it
 	datagrams []datagram      // the RX ring's datagrams in ring order
 	diag      sockDiag
 }
@@ -173,7 +190,14 @@ func runSolo(t *testing.T, cfg soloConfig) soloResult {
 	p.flags = cfg.flags
 	p.polls = uint32(cfg.polls)
 	p.sends = uint32(cfg.sends)
-	p.dst = unix.RawSockaddrNetlink{Family: unix.AF_NETLINK} // the kernel
+	p.sndbuf = int32(cfg.sndbuf)
+	for s := range p.sendRet {
+		p.sendRet[s] = soloNotYet
+		p.dst[s] = unix.RawSockaddrNetlink{Family: unix.AF_NETLINK, Pid: cfg.dstPort}
+		if s < len(cfg.dstPorts) {
+			p.dst[s].Pid = cfg.dstPorts[s]
+		}
+	}
 	rx, tx := cfg.rx, cfg.tx
 	var area unsafe.Pointer
 	if cfg.inherit != nil {
@@ -233,6 +257,16 @@ func runSolo(t *testing.T, cfg soloConfig) soloResult {
 			t.Fatalf("SIGCONT: %v", err)
 		}
 	}
+	if cfg.duringSend != nil {
+		ch := &soloChild{t: t, pid: pid, plan: p, tx: uintptr(area) + uintptr(rx.Size()), txp: tx}
+		func() {
+			defer ch.close()
+			cfg.duringSend(ch)
+		}()
+		if t.Failed() {
+			return soloResult{}
+		}
+	}
 	if ws := soloWait(t, pid); !ws.Stopped() {
 		reaped = true
 		t.Fatalf("solo child: %s", soloExit(p, ws))
@@ -251,6 +285,7 @@ func runSolo(t *testing.T, cfg soloConfig) soloResult {
 
 	for s := 0; s < cfg.sends; s++ {
 		r.sendRet = append(r.sendRet, p.sendRet[s])
+		r.revents = append(r.revents, p.revents[s])
 		var st []ring.Status
 		for i := range cfg.frames {
 			st = append(st, ring.Status(p.txStatus[s][i]))
@@ -259,6 +294,124 @@ func runSolo(t *testing.T, cfg soloConfig) soloResult {
 	}
 	r.datagrams = soloDatagrams(t, p, rx)
 	return r
+}
+
+// A soloChild is the parent's handle on a child that is sending, for
+// soloConfig.duringSend. It reads and writes the child's TX frames
+// through /proc/<pid>/mem, like a debugger would: a write into the
+// child's memory that no condition checked at sendto time excludes.
+type soloChild struct {
+	t    *testing.T
+	pid  int
+	plan *soloPlan
+	tx   uintptr // the child's TX ring, at the same address as in the parent's reservation
+	txp  ring.Params
+	mem  *os.File
+}
+
+func (ch *soloChild) close() {
+	if ch.mem != nil {
+		ch.mem.Close()
+	}
+}
+
+func (ch *soloChild) file() *os.File {
+	if ch.mem == nil {
+		f, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", ch.pid), os.O_RDWR, 0)
+		if err != nil {
+			ch.t.Fatalf("open the child's memory: %v", err)
+		}
+		ch.mem = f
+	}
+	return ch.mem
+}
+
+func (ch *soloChild) frameAddr(i int) int64 {
+	if i < 0 || i >= int(ch.txp.FrameNr) {
+		ch.t.Fatalf("TX frame %d of %d", i, ch.txp.FrameNr)
+	}
+	return int64(ch.tx + uintptr(i)*uintptr(ch.txp.FrameSize))
+}
+
+// txHeader returns nm_status and nm_len of the child's TX frame i.
+func (ch *soloChild) txHeader(i int) (ring.Status, uint32) {
+	ch.t.Helper()
+	var h [8]byte
+	if _, err := ch.file().ReadAt(h[:], ch.frameAddr(i)); err != nil {
+		ch.t.Fatalf("read the child's TX frame %d: %v", i, err)
+	}
+	return ring.Status(binary.NativeEndian.Uint32(h[:])), binary.NativeEndian.Uint32(h[4:])
+}
+
+// writeTX writes msg into the child's TX frame i and sets its nm_len,
+// leaving its status alone.
+func (ch *soloChild) writeTX(i int, msg []byte, nmLen uint32) {
+	ch.t.Helper()
+	if len(msg) > ch.txp.MaxPayload() {
+		ch.t.Fatalf("%d bytes do not fit TX frame %d", len(msg), i)
+	}
+	addr := ch.frameAddr(i)
+	if _, err := ch.file().WriteAt(msg, addr+ring.HeaderLen); err != nil {
+		ch.t.Fatalf("write the child's TX frame %d: %v", i, err)
+	}
+	if _, err := ch.file().WriteAt(binary.NativeEndian.AppendUint32(nil, nmLen), addr+4); err != nil {
+		ch.t.Fatalf("write nm_len of the child's TX frame %d: %v", i, err)
+	}
+	// Read it back: the write went to the frame the child has mapped.
+	back := make([]byte, len(msg))
+	if _, err := ch.file().ReadAt(back, addr+ring.HeaderLen); err != nil {
+		ch.t.Fatalf("read the child's TX frame %d back: %v", i, err)
+	}
+	if _, n := ch.txHeader(i); n != nmLen || !bytes.Equal(back, msg) {
+		ch.t.Fatalf("the child's TX frame %d reads back nm_len %d, %q; wrote %d, %q", i, n, back, nmLen, msg)
+	}
+}
+
+// setTXStatus stores st into nm_status of the child's TX frame i. The
+// kernel's acquire load of the status is not paired here the way a store
+// in the child would pair it, so call it only while the kernel is not
+// looking at the ring (the child waits in sendto for something else):
+// the system calls in between order it.
+func (ch *soloChild) setTXStatus(i int, st ring.Status) {
+	ch.t.Helper()
+	if _, err := ch.file().WriteAt(binary.NativeEndian.AppendUint32(nil, uint32(st)), ch.frameAddr(i)); err != nil {
+		ch.t.Fatalf("write nm_status of the child's TX frame %d: %v", i, err)
+	}
+}
+
+// returned reports whether sendto call s of the child has returned.
+func (ch *soloChild) returned(s int) bool {
+	return atomic.LoadInt64(&ch.plan.sendRet[s]) != soloNotYet
+}
+
+// waitBlockedInSend waits until the child sleeps inside sendto call s
+// and TX frame i is UNUSED again, that is, until the kernel took the
+// frame and then had to wait (for room at the receiver, as arranged by
+// the caller). It fails t if sendto returns instead.
+func (ch *soloChild) waitBlockedInSend(s, i int) {
+	ch.t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for {
+		if ch.returned(s) {
+			ch.t.Fatalf("the child's sendto %d returned %d; it was meant to wait", s, atomic.LoadInt64(&ch.plan.sendRet[s]))
+		}
+		// "<nr> <args>..." while the task sleeps in a system call,
+		// "running" while it runs.
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", ch.pid))
+		if err != nil {
+			ch.t.Fatalf("read the child's /proc/pid/syscall: %v", err)
+		}
+		inSend := strings.HasPrefix(string(b), fmt.Sprintf("%d ", unix.SYS_SENDTO))
+		if st, _ := ch.txHeader(i); inSend && st == ring.StatusUnused {
+			return
+		}
+		if time.Now().After(deadline) {
+			st, n := ch.txHeader(i)
+			ch.t.Fatalf("the child did not wait in sendto with TX frame %d handed back within %v: syscall %q, frame %v nm_len %d",
+				i, hangGuard, strings.TrimSpace(string(b)), st, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // soloDatagrams walks the copy of the child's RX ring in ring order,
@@ -480,6 +633,13 @@ func soloMain(p *soloPlan, area unsafe.Pointer) {
 			}
 		}
 	}
+	if p.sndbuf != 0 {
+		_, _, e := syscall.RawSyscall6(unix.SYS_SETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_SNDBUF,
+			uintptr(unsafe.Pointer(&p.sndbuf)), 4, 0)
+		if e != 0 {
+			soloFail(p, stepSndbuf, e)
+		}
+	}
 
 	// Fill the TX frames: message, nm_len, then VALID with a release
 	// store (Go's atomics are sequentially consistent), which pairs with
@@ -493,22 +653,29 @@ func soloMain(p *soloPlan, area unsafe.Pointer) {
 		atomic.StoreUint32((*uint32)(frame), statusValid)
 	}
 
+	var pfd unix.PollFd
+	pfd.Fd = int32(fd)
 	for s := uint32(0); s < p.sends && s < soloMaxSends; s++ {
+		// A blocking sendto: a receiver whose queue is full makes it
+		// wait (the parent's duringSend relies on it).
 		r, _, e := syscall.RawSyscall6(unix.SYS_SENDTO, fd, 0, 0, 0,
-			uintptr(unsafe.Pointer(&p.dst)), unix.SizeofSockaddrNetlink)
-		if e != 0 {
-			p.sendRet[s] = -int64(e)
-		} else {
-			p.sendRet[s] = int64(r)
-		}
+			uintptr(unsafe.Pointer(&p.dst[s])), unix.SizeofSockaddrNetlink)
 		for i := uint32(0); i < p.nframes && i < soloMaxFrames; i++ {
 			p.txStatus[s][i] = atomic.LoadUint32((*uint32)(unsafe.Add(tx, uintptr(i)*frameSize)))
+		}
+		pfd.Events = unix.POLLIN | unix.POLLOUT
+		pfd.Revents = 0
+		syscall.RawSyscall(unix.SYS_POLL, uintptr(unsafe.Pointer(&pfd)), 1, 0)
+		p.revents[s] = pfd.Revents
+		// Last: the parent takes it as the end of call s.
+		if e != 0 {
+			atomic.StoreInt64(&p.sendRet[s], -int64(e))
+		} else {
+			atomic.StoreInt64(&p.sendRet[s], int64(r))
 		}
 	}
 
 	// poll() continues a dump that waits for room in the RX ring.
-	var pfd unix.PollFd
-	pfd.Fd = int32(fd)
 	pfd.Events = unix.POLLIN
 	for i := uint32(0); i < p.polls; i++ {
 		syscall.RawSyscall(unix.SYS_POLL, uintptr(unsafe.Pointer(&pfd)), 1, 0)
@@ -536,11 +703,6 @@ func soloMain(p *soloPlan, area unsafe.Pointer) {
 	_, _, e := syscall.RawSyscall(unix.SYS_FSTAT, fd, uintptr(unsafe.Pointer(&p.stat)), 0)
 	if e != 0 {
 		soloFail(p, stepFstat, e)
-	}
-	p.saLen = unix.SizeofSockaddrNetlink
-	_, _, e = syscall.RawSyscall(unix.SYS_GETSOCKNAME, fd, uintptr(unsafe.Pointer(&p.sa)), uintptr(unsafe.Pointer(&p.saLen)))
-	if e != 0 {
-		soloFail(p, stepGetsockname, e)
 	}
 
 	soloStop(p) // the parent reads the socket's counters now
