@@ -21,6 +21,9 @@ import (
 // the test on a kernel without memory-mapped netlink.
 func dialRing(t *testing.T) *ring.Conn {
 	t.Helper()
+	// Messages built in the RX ring (patch 06), requests sent through the
+	// TX ring (patch 08).
+	guesttest.NeedsPatch(t, 8)
 	p, err := ring.ParamsFor(4096, 16)
 	if err != nil {
 		t.Fatal(err)
