@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,6 +32,9 @@ type Flavor struct {
 	Name      string
 	Fragments []string // file names under kernel/config/, merged in order
 	Patches   bool     // apply the series from patches/
+	// ProfileSeries instruments the C files the series touches for gcov
+	// (GCOV_PROFILE_<file>.o=y on make's command line; see ProfileArgs).
+	ProfileSeries bool
 }
 
 // Flavors are the kernels the harness knows how to build.
@@ -40,6 +44,46 @@ var Flavors = map[string]Flavor{
 	"debug": {Name: "debug", Fragments: []string{"base.config", "mmap.config", "debug.config"}, Patches: true},
 	// baseline: unpatched 6.12, for comparison and for harness work.
 	"baseline": {Name: "baseline", Fragments: []string{"base.config"}},
+	// coverage: the series with gcov in the files it touches; what make
+	// coverage runs.
+	"coverage": {Name: "coverage", Fragments: []string{"base.config", "mmap.config", "gcov.config"}, Patches: true, ProfileSeries: true},
+}
+
+// SeriesFiles lists the files the patches touch (their "+++ b/" lines),
+// sorted, without repeats.
+func SeriesFiles(patches []Patch) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range patches {
+		for _, line := range strings.Split(string(p.Data), "\n") {
+			if f, ok := strings.CutPrefix(line, "+++ b/"); ok && !seen[f] {
+				seen[f] = true
+				out = append(out, strings.TrimSpace(f))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ProfileArgs are the make arguments that instrument the series' C files
+// for gcov. Kbuild matches GCOV_PROFILE_<stem>.o by file name only, so a
+// file elsewhere with the same name (mm/mmap.c for net/netlink/mmap.c) is
+// instrumented too; the coverage report only reads the series' files.
+func ProfileArgs(patches []Patch) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range SeriesFiles(patches) {
+		if !strings.HasSuffix(f, ".c") {
+			continue
+		}
+		stem := strings.TrimSuffix(filepath.Base(f), ".c")
+		if !seen[stem] {
+			seen[stem] = true
+			out = append(out, "GCOV_PROFILE_"+stem+".o=y")
+		}
+	}
+	return out
 }
 
 // Options configures Build. Zero values pick the defaults.
@@ -84,6 +128,8 @@ type BuildInfo struct {
 	Compiler      string     `json:"compiler"`
 	KernelRelease string     `json:"kernel_release"`
 	BuildDir      string     `json:"build_dir"`
+	// MakeArgs are extra make arguments (the coverage flavor's).
+	MakeArgs []string `json:"make_args,omitempty"`
 }
 
 // inputHashes lists the patches and fragments with their sha256.
@@ -171,7 +217,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	fl, ok := Flavors[o.Flavor]
 	if !ok {
-		return nil, fmt.Errorf("build kernel: unknown flavor %q\nNext: use FLAVOR=debug or FLAVOR=baseline", o.Flavor)
+		return nil, fmt.Errorf("build kernel: unknown flavor %q\nNext: use FLAVOR=debug, FLAVOR=baseline or FLAVOR=coverage", o.Flavor)
 	}
 	if o.Fragments != nil {
 		fl.Fragments = o.Fragments
@@ -202,6 +248,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("build kernel: %w", err)
 	}
 	key := Key(src.ID, fl.Name, compiler, patches, frags)
+	var makeArgs []string
+	if fl.ProfileSeries {
+		makeArgs = ProfileArgs(patches)
+		key = sum(append([]string{key, "make"}, makeArgs...)...)
+	}
 
 	dir := filepath.Join(o.CacheRoot, "build", fl.Name+"-"+src.ShortID())
 	unlock, err := lockPath(ctx, dir+".lock", "the "+fl.Name+" build directory "+dir, o.Log)
@@ -229,7 +280,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	info := BuildInfo{
 		Format: FormatVersion, Flavor: fl.Name, Key: key, Source: *src,
 		BaseCommit: pristine.BaseCommit, KernelVersion: pristine.Version,
-		Compiler: compiler, BuildDir: dir,
+		Compiler: compiler, BuildDir: dir, MakeArgs: makeArgs,
 	}
 	info.Patches, info.Fragments = inputHashes(patches, frags)
 	os.Remove(stampPath) // whatever happens next, the old stamp no longer describes obj/
@@ -263,7 +314,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	fmt.Fprintf(o.Log, "kernel: building %s bzImage with -j%d (log: %s)\n", fl.Name, o.Jobs, logPath)
 	start := time.Now()
-	if err := mk.run("build kernel", true, fmt.Sprintf("-j%d", o.Jobs), "bzImage"); err != nil {
+	if err := mk.run("build kernel", true, append([]string{fmt.Sprintf("-j%d", o.Jobs), "bzImage"}, makeArgs...)...); err != nil {
 		return nil, err
 	}
 	rel, err := mk.output("kernelrelease")

@@ -70,3 +70,16 @@ func TestListPatchesHashIsSha256sum(t *testing.T) {
 		t.Errorf("SHA256 = %s, want %s", ps[0].SHA256, want)
 	}
 }
+
+func TestProfileArgs(t *testing.T) {
+	ps := []Patch{
+		{Data: []byte("--- a/net/netlink/af_netlink.c\n+++ b/net/netlink/af_netlink.c\n@@ -1 +1 @@\n--- a/include/linux/skbuff.h\n+++ b/include/linux/skbuff.h\n")},
+		{Data: []byte("--- /dev/null\n+++ b/net/netlink/mmap.c\n+++ b/net/netlink/af_netlink.c\n+++ b/Documentation/networking/netlink_mmap.rst\n")},
+	}
+	if got, want := strings.Join(SeriesFiles(ps), " "), "Documentation/networking/netlink_mmap.rst include/linux/skbuff.h net/netlink/af_netlink.c net/netlink/mmap.c"; got != want {
+		t.Errorf("SeriesFiles = %s, want %s", got, want)
+	}
+	if got, want := strings.Join(ProfileArgs(ps), " "), "GCOV_PROFILE_af_netlink.o=y GCOV_PROFILE_mmap.o=y"; got != want {
+		t.Errorf("ProfileArgs = %s, want %s", got, want)
+	}
+}

@@ -20,7 +20,7 @@ import (
 )
 
 func main() {
-	flavor := flag.String("flavor", "debug", "kernel flavor: debug or baseline")
+	flavor := flag.String("flavor", "debug", "kernel flavor: debug, baseline or coverage")
 	root := flag.String("root", ".", "repository root (holds patches/ and kernel/config/)")
 	out := flag.String("out", "", "where to publish <flavor>/bzImage etc. (default <root>/out)")
 	frags := flag.String("fragments", "", "comma-separated fragment list replacing the flavor's (for experiments)")
