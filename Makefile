@@ -17,14 +17,14 @@ KERNEL := $(OUT)/$(FLAVOR)/bzImage
 INITRAMFS := $(OUT)/initramfs.cpio
 NLMMAP_CACHE_DIR = $(or $(NLMMAP_CACHE),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME)/nlmmap,$(HOME)/.cache/nlmmap))
 
-.PHONY: all tools kernel initramfs vmtest repro check-bisect bisect compare unit test check-series clean distclean
+.PHONY: all tools kernel initramfs vmtest repro check-bisect bisect compare coverage unit test check-series clean distclean
 
 all: vmtest
 
 tools:
 	@$(GO) build -o $(BIN)/ ./kernel/cmd/nlmmap-kernel ./initramfs/cmd/nlmmap-initramfs ./vmtests/cmd/nlmmap-accel ./kernel/cmd/nlmmap-series \
 		./vmtests/cmd/nlmmap-vm ./vmtests/cmd/nlmmap-repro ./vmtests/cmd/nlmmap-bisect \
-		./vmtests/cmd/nlmmap-compare
+		./vmtests/cmd/nlmmap-compare ./vmtests/cmd/nlmmap-coverage
 
 kernel: tools
 	@$(BIN)/nlmmap-kernel -flavor $(FLAVOR) -out $(OUT) -patches $(PATCHES)
@@ -83,6 +83,12 @@ compare: initramfs
 	@$(BIN)/nlmmap-kernel -flavor $(FLAVOR) -out $(OUT) -patches $(PATCHES)
 	@$(BIN)/nlmmap-compare -initramfs $(INITRAMFS) -out $(OUT)/compare -run '$(RUN)' \
 		baseline=$(OUT)/baseline/bzImage $(FLAVOR)=$(OUT)/$(FLAVOR)/bzImage
+
+# Line coverage of the code the series adds: a gcov kernel, the guest
+# tests, and a report (out/coverage/report.txt) listing the added lines
+# that never ran.
+coverage: initramfs
+	@$(BIN)/nlmmap-coverage -out $(OUT) -run '$(RUN)' -patches $(PATCHES)
 
 unit:
 	$(GO) vet ./...
