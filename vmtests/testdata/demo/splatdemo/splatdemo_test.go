@@ -8,6 +8,7 @@ package splatdemo
 
 import (
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/nlmmap/nlmmap/guest/guesttest"
@@ -39,7 +40,21 @@ func TestLockdepOnPurpose(t *testing.T)       { splat(t, 5) }
 func TestSleepInAtomicOnPurpose(t *testing.T) { splat(t, 6) }
 func TestRCUOnPurpose(t *testing.T)           { splat(t, 7) }
 func TestPanicOnPurpose(t *testing.T)         { splat(t, 8) }
-func TestHangOnPurpose(t *testing.T)          { splat(t, 9) }
+// TestHangOnPurpose spins every CPU in the kernel with preemption off:
+// the guest stops answering and only the host's step timeout ends the run.
+func TestHangOnPurpose(t *testing.T) {
+	guesttest.SkipIfNotInVM(t)
+	for i := 0; i < runtime.NumCPU(); i++ {
+		go func() {
+			runtime.LockOSThread()
+			fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+			if err == nil {
+				unix.SetsockoptInt(fd, unix.SOL_NETLINK, netlinkDebugSplat, 9)
+			}
+		}()
+	}
+	select {}
+}
 
 // TestFakeWarningLine writes a line that looks like a report to the kernel
 // log, without any kernel involvement.
