@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/nlmmap/nlmmap/kernel"
 	"github.com/nlmmap/nlmmap/vmtests/repro"
@@ -31,7 +32,7 @@ func main() {
 	initrd := flag.String("initramfs", "", "initramfs.cpio (with initramfs.json next to it)")
 	runDir := flag.String("rundir", "out/run", "run directory, shared with the guest")
 	run := flag.String("run", "", "go test -run filter for the guest tests")
-	timeout := flag.Duration("timeout", 0, "per guest test (default: scaled to the accelerator and kernel)")
+	timeout := flag.Duration("timeout", envDuration("NLMMAP_TEST_TIMEOUT"), "per guest test (default $NLMMAP_TEST_TIMEOUT, else scaled to the accelerator and kernel)")
 	bundle := flag.String("bundle", "", "replay this reproduction bundle")
 	snapshot := flag.String("snapshot", "", "when the run fails, write a reproduction bundle here (replacing it)")
 	explain := flag.String("explain", "", "print the failures of the run in this run directory, and how to rerun them")
@@ -111,6 +112,18 @@ func explainRun(out *suite.Outcome, dir string) {
 		fmt.Printf("; rerun one test with\n  %s", strings.Join(cmds, "\n  "))
 	}
 	fmt.Println()
+}
+
+func envDuration(name string) time.Duration {
+	s := os.Getenv(name)
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		fail(fmt.Errorf("%s=%q: %v\nNext: give a Go duration such as 90s or 5m", name, s, err))
+	}
+	return d
 }
 
 type envFlag struct{ m map[string]string }
