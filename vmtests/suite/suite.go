@@ -38,8 +38,9 @@ type Options struct {
 	Env map[string]string
 	// Accel is "kvm" or "tcg"; "" chooses (NLMMAP_ACCEL, else a probe).
 	Accel string
-	// TestTimeout bounds each guest test; 0 scales a default to the
-	// accelerator and the kernel (see boot.ScaleTimeouts).
+	// TestTimeout bounds each guest test; 0 takes NLMMAP_TEST_TIMEOUT, or
+	// scales a default to the accelerator and the kernel (see
+	// boot.ScaleTimeouts).
 	TestTimeout time.Duration
 	// MaxVM caps the VM timeout (e.g. to stay within go test -timeout).
 	MaxVM time.Duration
@@ -100,6 +101,13 @@ func (o *Outcome) ConsolePath() string { return filepath.Join(o.RunDir, boot.Con
 func Run(ctx context.Context, o Options) (*Outcome, error) {
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
+	}
+	if v := o.Getenv("NLMMAP_TEST_TIMEOUT"); v != "" && o.TestTimeout == 0 {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("NLMMAP_TEST_TIMEOUT=%q is not a positive duration\nNext: give a Go duration such as 90s or 5m", v)
+		}
+		o.TestTimeout = d
 	}
 	logf := func(format string, args ...any) {
 		if o.Log != nil {
