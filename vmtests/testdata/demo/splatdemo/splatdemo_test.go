@@ -40,6 +40,7 @@ func TestLockdepOnPurpose(t *testing.T)       { splat(t, 5) }
 func TestSleepInAtomicOnPurpose(t *testing.T) { splat(t, 6) }
 func TestRCUOnPurpose(t *testing.T)           { splat(t, 7) }
 func TestPanicOnPurpose(t *testing.T)         { splat(t, 8) }
+
 // TestHangOnPurpose spins every CPU in the kernel with preemption off:
 // the guest stops answering and only the host's step timeout ends the run.
 func TestHangOnPurpose(t *testing.T) {
