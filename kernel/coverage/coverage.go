@@ -122,8 +122,14 @@ func Collect(gcdaDir, objDir, tree string) (Counts, error) {
 	c := Counts{}
 	n := 0
 	err = filepath.WalkDir(gcdaDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".gcda") {
+		if err != nil {
 			return err
+		}
+		if d.IsDir() && d.Name() == ".virtfs_metadata" {
+			return filepath.SkipDir // QEMU's 9p bookkeeping (security_model=mapped-file)
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".gcda") {
+			return nil
 		}
 		rel, ok := objRel(gcdaDir, p, objDir)
 		if !ok {

@@ -118,6 +118,9 @@ func TestCollect(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(copyTo, "t.gcda"), data, 0o644)
+	// QEMU's 9p share keeps its own files beside the guest's.
+	os.MkdirAll(filepath.Join(copyTo, ".virtfs_metadata"), 0o700)
+	os.WriteFile(filepath.Join(copyTo, ".virtfs_metadata", "t.gcda"), []byte("virtfs.uid=0"), 0o600)
 	c, err := Collect(gcda, obj, tree)
 	if err != nil {
 		t.Fatal(err)
