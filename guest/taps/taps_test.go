@@ -30,7 +30,7 @@ func dialRing(t *testing.T) *ring.Conn {
 	}
 	c, err := ring.Dial(unix.NETLINK_ROUTE, ring.Config{RX: p, TX: p})
 	if errors.Is(err, ring.ErrNotSupported) {
-		t.Skipf("kernel without memory-mapped netlink: %v", err)
+		t.Skipf("kernel without memory-mapped netlink (setsockopt NETLINK_RX_RING: ENOPROTOOPT): %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)

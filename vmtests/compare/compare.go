@@ -63,6 +63,12 @@ func New(columns []string, outs []*suite.Outcome) *Table {
 	return t
 }
 
+// noRings reports whether a skip message says the kernel answered
+// ENOPROTOOPT, by name or by its strerror text.
+func noRings(reason string) bool {
+	return strings.Contains(reason, "ENOPROTOOPT") || strings.Contains(reason, "protocol not available")
+}
+
 // Problems lists what breaks the rules: a failure anywhere, a test missing
 // from a run, and on the baseline a skip that does not name ENOPROTOOPT.
 func (t *Table) Problems() []string {
@@ -75,7 +81,7 @@ func (t *Table) Problems() []string {
 				out = append(out, fmt.Sprintf("%s: did not run on %s", r.Name, col))
 			case cell.Result == suite.Fail:
 				out = append(out, fmt.Sprintf("%s: FAIL on %s: %s", r.Name, col, cell.Reason))
-			case cell.Result == suite.Skip && col == Baseline && !strings.Contains(cell.Reason, "ENOPROTOOPT"):
+			case cell.Result == suite.Skip && col == Baseline && !noRings(cell.Reason):
 				out = append(out, fmt.Sprintf("%s: skips on %s for another reason than ENOPROTOOPT: %s", r.Name, col, cell.Reason))
 			}
 		}
@@ -102,7 +108,7 @@ func (t *Table) String() string {
 				res = "- !"
 			case res == suite.Fail:
 				res += " !"
-			case res == suite.Skip && baseline && strings.Contains(cell.Reason, "ENOPROTOOPT"):
+			case res == suite.Skip && baseline && noRings(cell.Reason):
 				res = "SKIP (ENOPROTOOPT)"
 			case res == suite.Skip && baseline:
 				res += " !"

@@ -53,6 +53,12 @@ func TestTable(t *testing.T) {
 			},
 		},
 		{
+			name:    "ENOPROTOOPT by its strerror text",
+			base:    outcome("skip", "pass", "pass", "ring: setsockopt NETLINK_RX_RING: memory-mapped netlink not supported by this kernel: protocol not available"),
+			patched: outcome("pass", "pass", "pass", ""),
+			rows:    []string{"rxring/TestOverrun  SKIP (ENOPROTOOPT)  PASS\n"},
+		},
+		{
 			name:    "baseline skips for another reason, series fails",
 			base:    outcome("skip", "pass", "pass", "no /proc"),
 			patched: outcome("fail", "pass", "pass", ""),
