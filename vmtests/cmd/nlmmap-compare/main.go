@@ -27,6 +27,7 @@ func main() {
 	initrd := flag.String("initramfs", "out/initramfs.cpio", "initramfs with the guest tests")
 	out := flag.String("out", "out/compare", "a run directory per kernel goes here")
 	run := flag.String("run", "", "go test -run filter for the guest tests")
+	reuse := flag.Bool("reuse", false, "print the table of the runs already in -out, without booting")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: nlmmap-compare [flags] name=bzImage name=bzImage...\n")
 		flag.PrintDefaults()
@@ -46,11 +47,17 @@ func main() {
 			flag.Usage()
 			os.Exit(2)
 		}
-		fmt.Fprintf(os.Stderr, "compare: running the guest tests on %s (%s)\n", name, kern)
-		o, err := suite.Run(ctx, suite.Options{
-			Kernel: kern, Initramfs: *initrd, RunDir: filepath.Join(*out, name), Run: *run,
-			CacheRoot: kernel.CacheRoot(nil), Log: os.Stderr,
-		})
+		var o *suite.Outcome
+		var err error
+		if *reuse {
+			o, err = suite.ReadOutcome(filepath.Join(*out, name, suite.OutcomeFile))
+		} else {
+			fmt.Fprintf(os.Stderr, "compare: running the guest tests on %s (%s)\n", name, kern)
+			o, err = suite.Run(ctx, suite.Options{
+				Kernel: kern, Initramfs: *initrd, RunDir: filepath.Join(*out, name), Run: *run,
+				CacheRoot: kernel.CacheRoot(nil), Log: os.Stderr,
+			})
+		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "nlmmap-compare: %s: %v\n", name, err)
 			os.Exit(2)
