@@ -226,22 +226,35 @@ func (pb *prefixBuilder) record(n int) error {
 	return writeFileAtomic(filepath.Join(pb.dir, commitsFile), data)
 }
 
-// checkout puts the tree at prefix n: by checking out its recorded commit,
-// or by applying the patches to a fresh base tree.
+// checkout puts the tree at prefix n: it checks out the longest recorded
+// prefix of it (the commits are deterministic, so a prefix recorded by an
+// earlier run, even of an older revision of the later patches, is the same
+// commit) and applies the rest; without one it starts from a fresh base
+// tree. git checkout only rewrites the files that differ, so make rebuilds
+// only what the move changes.
 func (pb *prefixBuilder) checkout(n int) error {
-	if c, ok := pb.commits()[pb.prefixKey(n)]; ok {
-		if _, err := os.Stat(filepath.Join(pb.tree, ".git")); err == nil {
+	from := 0
+	if _, err := os.Stat(filepath.Join(pb.tree, ".git")); err == nil {
+		recorded := pb.commits()
+		for k := n; k >= 1; k-- {
+			c, ok := recorded[pb.prefixKey(k)]
+			if !ok {
+				continue
+			}
 			gitOut(pb.tree, "am", "--abort")
 			if _, err := gitOut(pb.tree, "checkout", "-q", "-f", "--detach", c); err == nil {
-				return nil
+				from = k
 			}
+			break
 		}
 	}
-	if err := PrepareTree(pb.pristine, pb.tree); err != nil {
-		return err
+	if from == 0 {
+		if err := PrepareTree(pb.pristine, pb.tree); err != nil {
+			return err
+		}
 	}
-	for i, p := range pb.patches[:n] {
-		if err := ApplyPatches(pb.tree, []Patch{p}); err != nil {
+	for i := from; i < n; i++ {
+		if err := ApplyPatches(pb.tree, []Patch{pb.patches[i]}); err != nil {
 			return err
 		}
 		if err := pb.record(i + 1); err != nil {
