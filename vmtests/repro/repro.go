@@ -222,15 +222,17 @@ func Open(dir string) (*Bundle, error) {
 // directory. Accel "" keeps the recorded accelerator.
 func (b *Bundle) Replay(runDir, accel string) suite.Options {
 	plan := b.Outcome.Plan
+	why := "NLMMAP_ACCEL=" + accel
 	if accel == "" {
-		accel = b.Meta.Accel
+		accel, why = b.Meta.Accel, "recorded in the bundle"
 	}
 	return suite.Options{
-		Kernel:    filepath.Join(b.Dir, KernelFile),
-		Initramfs: filepath.Join(b.Dir, InitramfsFile),
-		RunDir:    runDir,
-		Plan:      &plan,
-		Accel:     accel,
+		AccelReason: why,
+		Kernel:      filepath.Join(b.Dir, KernelFile),
+		Initramfs:   filepath.Join(b.Dir, InitramfsFile),
+		RunDir:      runDir,
+		Plan:        &plan,
+		Accel:       accel,
 	}
 }
 

@@ -37,7 +37,8 @@ type Options struct {
 	// Env is added to every guest test's environment.
 	Env map[string]string
 	// Accel is "kvm" or "tcg"; "" chooses (NLMMAP_ACCEL, else a probe).
-	Accel string
+	// AccelReason says why, when Accel is given.
+	Accel, AccelReason string
 	// TestTimeout bounds each guest test; 0 takes NLMMAP_TEST_TIMEOUT, or
 	// scales a default to the accelerator and the kernel (see
 	// boot.ScaleTimeouts).
@@ -150,7 +151,10 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		Started:       time.Now(),
 	}
 
-	verdict := boot.Verdict{Accel: o.Accel, Reason: "given"}
+	verdict := boot.Verdict{Accel: o.Accel, Reason: o.AccelReason}
+	if verdict.Reason == "" {
+		verdict.Reason = "given"
+	}
 	if o.Accel == "" {
 		if verdict, err = boot.ChooseAccel(ctx, boot.ProbeOptions{Kernel: o.Kernel, Initramfs: o.Initramfs, CacheRoot: o.CacheRoot, QEMU: o.QEMU, Getenv: o.Getenv, Log: o.Log}); err != nil {
 			return nil, err
