@@ -84,7 +84,7 @@ type Outcome struct {
 	PowerOffTimeout bool   `json:"power_off_timeout,omitempty"`
 }
 
-// Timeouts are the bounds the run used, in seconds-free strings.
+// Timeouts are the bounds the run used, as durations ("9m0s").
 type Timeouts struct {
 	Boot    string `json:"boot"`
 	PerTest string `json:"per_test"`
