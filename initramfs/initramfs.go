@@ -24,7 +24,7 @@ import (
 )
 
 // FormatVersion changes whenever the image layout changes.
-const FormatVersion = "nlmmap-initramfs-1"
+const FormatVersion = "nlmmap-initramfs-2"
 
 // Module is this repository's Go module.
 const Module = "github.com/nlmmap/nlmmap"
@@ -164,7 +164,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	m := &guestrun.Manifest{}
 	files := []string{}
 	for _, pkg := range pkgs {
-		file := strings.ReplaceAll(pkg, "/", "_") + ".test"
+		// Named after the package below guest/: the kernel names the
+		// process by its first 15 characters in its reports ("Comm:
+		// rxring.test"), which says which package ran into it.
+		file := strings.ReplaceAll(strings.TrimPrefix(pkg, guestRoot), "/", "_") + ".test"
 		hostBin := filepath.Join(tmp, "tests", file)
 		fmt.Fprintf(o.Log, "initramfs: building guest tests %s\n", pkg)
 		env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=" + o.GOARCH}
@@ -197,6 +200,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	var ulog bytes.Buffer
 	l := llog.New(slog.LevelWarn, llog.WritePrintf(&ulog))
 	cpioTmp := filepath.Join(tmp, "initramfs.cpio")
+	stop := ticker(o.Log, 20*time.Second, "initramfs: still building the u-root image")
 	err = uimage.Create(l,
 		uimage.WithEnv(golang.DisableCGO(), golang.WithGOARCH(o.GOARCH), golang.WithGOOS("linux")),
 		uimage.WithCPIOOutput(cpioTmp),
@@ -208,6 +212,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		uimage.WithFiles(files...),
 		uimage.WithSkipLDD(),
 	)
+	stop()
 	if err != nil {
 		return nil, fmt.Errorf("build initramfs: u-root: %w\n%s\nNext: check that go.mod pins u-root and that tools/tools.go imports its init command", err, ulog.String())
 	}
@@ -223,6 +228,26 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	res.Tests = countTests(m)
 	fmt.Fprintf(o.Log, "initramfs: built %s (%d packages, %d tests) in %s\n", res.CPIO, len(m.Packages), res.Tests, time.Since(start).Round(100*time.Millisecond))
 	return res, nil
+}
+
+// ticker prints msg and the time since it started every interval until
+// the returned function is called.
+func ticker(w io.Writer, every time.Duration, msg string) func() {
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fmt.Fprintf(w, "%s (%s)\n", msg, time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 func countTests(m *guestrun.Manifest) int {

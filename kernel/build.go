@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,8 +14,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nlmmap/nlmmap/internal/hostdeps"
@@ -28,6 +32,9 @@ type Flavor struct {
 	Name      string
 	Fragments []string // file names under kernel/config/, merged in order
 	Patches   bool     // apply the series from patches/
+	// ProfileSeries instruments the C files the series touches for gcov
+	// (GCOV_PROFILE_<file>.o=y on make's command line; see ProfileArgs).
+	ProfileSeries bool
 }
 
 // Flavors are the kernels the harness knows how to build.
@@ -37,6 +44,46 @@ var Flavors = map[string]Flavor{
 	"debug": {Name: "debug", Fragments: []string{"base.config", "mmap.config", "debug.config"}, Patches: true},
 	// baseline: unpatched 6.12, for comparison and for harness work.
 	"baseline": {Name: "baseline", Fragments: []string{"base.config"}},
+	// coverage: the series with gcov in the files it touches; what make
+	// coverage runs.
+	"coverage": {Name: "coverage", Fragments: []string{"base.config", "mmap.config", "gcov.config"}, Patches: true, ProfileSeries: true},
+}
+
+// SeriesFiles lists the files the patches touch (their "+++ b/" lines),
+// sorted, without repeats.
+func SeriesFiles(patches []Patch) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range patches {
+		for _, line := range strings.Split(string(p.Data), "\n") {
+			if f, ok := strings.CutPrefix(line, "+++ b/"); ok && !seen[f] {
+				seen[f] = true
+				out = append(out, strings.TrimSpace(f))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ProfileArgs are the make arguments that instrument the series' C files
+// for gcov. Kbuild matches GCOV_PROFILE_<stem>.o by file name only, so a
+// file elsewhere with the same name (mm/mmap.c for net/netlink/mmap.c) is
+// instrumented too; the coverage report only reads the series' files.
+func ProfileArgs(patches []Patch) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range SeriesFiles(patches) {
+		if !strings.HasSuffix(f, ".c") {
+			continue
+		}
+		stem := strings.TrimSuffix(filepath.Base(f), ".c")
+		if !seen[stem] {
+			seen[stem] = true
+			out = append(out, "GCOV_PROFILE_"+stem+".o=y")
+		}
+	}
+	return out
 }
 
 // Options configures Build. Zero values pick the defaults.
@@ -81,9 +128,28 @@ type BuildInfo struct {
 	Compiler      string     `json:"compiler"`
 	KernelRelease string     `json:"kernel_release"`
 	BuildDir      string     `json:"build_dir"`
+	// MakeArgs are extra make arguments (the coverage flavor's).
+	MakeArgs []string `json:"make_args,omitempty"`
 }
 
-// FileHash names an input file and its sha256.
+// inputHashes lists the patches and fragments with their sha256.
+func inputHashes(patches []Patch, frags []*Fragment) (ph, fh []FileHash) {
+	for _, p := range patches {
+		ph = append(ph, FileHash{Name: p.Name, SHA256: p.SHA256})
+	}
+	for _, f := range frags {
+		fh = append(fh, FileHash{Name: f.Name, SHA256: plainSHA256(f.Raw)})
+	}
+	return ph, fh
+}
+
+// plainSHA256 is the hex sha256 of data, as sha256sum prints it.
+func plainSHA256(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+// FileHash names an input file and its sha256 (as sha256sum prints it).
 type FileHash struct {
 	Name   string `json:"name"`
 	SHA256 string `json:"sha256"`
@@ -151,7 +217,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	fl, ok := Flavors[o.Flavor]
 	if !ok {
-		return nil, fmt.Errorf("build kernel: unknown flavor %q\nNext: use FLAVOR=debug or FLAVOR=baseline", o.Flavor)
+		return nil, fmt.Errorf("build kernel: unknown flavor %q\nNext: use FLAVOR=debug, FLAVOR=baseline or FLAVOR=coverage", o.Flavor)
 	}
 	if o.Fragments != nil {
 		fl.Fragments = o.Fragments
@@ -182,14 +248,26 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("build kernel: %w", err)
 	}
 	key := Key(src.ID, fl.Name, compiler, patches, frags)
+	var makeArgs []string
+	if fl.ProfileSeries {
+		makeArgs = ProfileArgs(patches)
+		key = sum(append([]string{key, "make"}, makeArgs...)...)
+	}
 
 	dir := filepath.Join(o.CacheRoot, "build", fl.Name+"-"+src.ShortID())
+	unlock, err := lockPath(ctx, dir+".lock", "the "+fl.Name+" build directory "+dir, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	obj := filepath.Join(dir, "obj")
 	stampPath := filepath.Join(dir, "stamp.json")
 	var stamp BuildInfo
 	if data, err := os.ReadFile(stampPath); err == nil && json.Unmarshal(data, &stamp) == nil && stamp.Key == key {
 		if _, err := os.Stat(filepath.Join(obj, "arch/x86/boot/bzImage")); err == nil {
 			fmt.Fprintf(o.Log, "kernel: %s %s is up to date (key %s)\n", fl.Name, stamp.KernelRelease, key[:12])
+			// Same key, same inputs: describe them as this version does.
+			stamp.Patches, stamp.Fragments = inputHashes(patches, frags)
 			return publish(o.Out, obj, stamp, true)
 		}
 	}
@@ -202,14 +280,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	info := BuildInfo{
 		Format: FormatVersion, Flavor: fl.Name, Key: key, Source: *src,
 		BaseCommit: pristine.BaseCommit, KernelVersion: pristine.Version,
-		Compiler: compiler, BuildDir: dir,
+		Compiler: compiler, BuildDir: dir, MakeArgs: makeArgs,
 	}
-	for _, p := range patches {
-		info.Patches = append(info.Patches, FileHash{Name: p.Name, SHA256: p.SHA256})
-	}
-	for _, f := range frags {
-		info.Fragments = append(info.Fragments, FileHash{Name: f.Name, SHA256: sum(string(f.Raw))})
-	}
+	info.Patches, info.Fragments = inputHashes(patches, frags)
 	os.Remove(stampPath) // whatever happens next, the old stamp no longer describes obj/
 
 	tree := filepath.Join(dir, "src")
@@ -241,7 +314,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	fmt.Fprintf(o.Log, "kernel: building %s bzImage with -j%d (log: %s)\n", fl.Name, o.Jobs, logPath)
 	start := time.Now()
-	if err := mk.run("build kernel", true, fmt.Sprintf("-j%d", o.Jobs), "bzImage"); err != nil {
+	if err := mk.run("build kernel", true, append([]string{fmt.Sprintf("-j%d", o.Jobs), "bzImage"}, makeArgs...)...); err != nil {
 		return nil, err
 	}
 	rel, err := mk.output("kernelrelease")
@@ -291,8 +364,18 @@ func configure(mk *maker, obj string, frags []*Fragment) error {
 // publish copies the build's products to out/<flavor>/.
 func publish(out, obj string, info BuildInfo, cached bool) (*Result, error) {
 	dst := filepath.Join(out, info.Flavor)
+	if err := Publish(dst, obj, info); err != nil {
+		return nil, err
+	}
+	return &Result{Info: info, BzImage: filepath.Join(dst, "bzImage"), Config: filepath.Join(dst, ".config"), Cached: cached}, nil
+}
+
+// Publish copies bzImage and .config from the object directory obj to dst,
+// with kernel.release and build.json from info: what the boot side needs
+// next to a kernel.
+func Publish(dst, obj string, info BuildInfo) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return nil, fmt.Errorf("publish kernel: %w", err)
+		return fmt.Errorf("publish kernel: %w", err)
 	}
 	for _, c := range []struct{ from, to string }{
 		{filepath.Join(obj, "arch/x86/boot/bzImage"), "bzImage"},
@@ -300,20 +383,20 @@ func publish(out, obj string, info BuildInfo, cached bool) (*Result, error) {
 	} {
 		data, err := os.ReadFile(c.from)
 		if err != nil {
-			return nil, fmt.Errorf("publish kernel: %w", err)
+			return fmt.Errorf("publish kernel: %w", err)
 		}
 		if err := writeFileAtomic(filepath.Join(dst, c.to), data); err != nil {
-			return nil, fmt.Errorf("publish kernel: %w", err)
+			return fmt.Errorf("publish kernel: %w", err)
 		}
 	}
 	if err := writeFileAtomic(filepath.Join(dst, "kernel.release"), []byte(info.KernelRelease+"\n")); err != nil {
-		return nil, fmt.Errorf("publish kernel: %w", err)
+		return fmt.Errorf("publish kernel: %w", err)
 	}
 	data, _ := json.MarshalIndent(info, "", "  ")
 	if err := writeFileAtomic(filepath.Join(dst, "build.json"), append(data, '\n')); err != nil {
-		return nil, fmt.Errorf("publish kernel: %w", err)
+		return fmt.Errorf("publish kernel: %w", err)
 	}
-	return &Result{Info: info, BzImage: filepath.Join(dst, "bzImage"), Config: filepath.Join(dst, ".config"), Cached: cached}, nil
+	return nil
 }
 
 func compilerVersion() (string, error) {
@@ -349,6 +432,12 @@ var kbuildEnv = []string{
 func (m *maker) command(args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(m.ctx, "make", append([]string{"-C", m.tree, "O=" + m.obj}, args...)...)
 	cmd.Env = append(os.Environ(), kbuildEnv...)
+	// make runs sub-makes and compilers: on cancellation (Ctrl-C, a
+	// timeout) stop them all, not just the top make, or they go on
+	// building and hold the output pipe open.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -38,6 +39,11 @@ type Pristine struct {
 // with the same source identity return the existing repository.
 func ImportPristine(src *Source, cacheRoot string, log io.Writer) (*Pristine, error) {
 	repo := filepath.Join(cacheRoot, "src", src.ShortID()+".git")
+	unlock, err := lockPath(context.Background(), repo+".lock", "the source import "+repo, log)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if base, err := gitOut(repo, "rev-parse", "--verify", "-q", "refs/heads/pristine^{commit}"); err == nil {
 		ver, _ := gitOut(repo, "config", "nlmmap.version")
 		return &Pristine{Repo: repo, BaseCommit: strings.TrimSpace(base), Version: strings.TrimSpace(ver)}, nil
@@ -156,7 +162,7 @@ func PrepareTree(p *Pristine, dir string) error {
 type Patch struct {
 	Name   string // file name, e.g. 0001-netlink-add-mmap.patch
 	Path   string
-	SHA256 string
+	SHA256 string // of the file, as sha256sum prints it
 	Data   []byte
 }
 
@@ -180,7 +186,7 @@ func ListPatches(dir string) ([]Patch, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list patches: %w", err)
 		}
-		out = append(out, Patch{Name: filepath.Base(p), Path: p, SHA256: sum(string(data)), Data: data})
+		out = append(out, Patch{Name: filepath.Base(p), Path: p, SHA256: plainSHA256(data), Data: data})
 	}
 	return out, nil
 }

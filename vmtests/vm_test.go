@@ -2,158 +2,142 @@ package vmtests
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nlmmap/nlmmap/initramfs/guestrun"
 	"github.com/nlmmap/nlmmap/kernel"
 	"github.com/nlmmap/nlmmap/vmtests/boot"
+	"github.com/nlmmap/nlmmap/vmtests/console"
+	"github.com/nlmmap/nlmmap/vmtests/suite"
 )
 
-// TestGuest boots the guest once and reports each guest test as a subtest.
+// TestGuest reports each guest test of one run as a subtest
+// TestGuest/<package>/<Test>[/<subtest>], and the kernel's reports outside
+// any test as TestGuest/console/boot and TestGuest/console/after-tests.
 //
-// Environment: NLMMAP_KERNEL, NLMMAP_INITRAMFS (required), NLMMAP_RUN (a
-// go test -run filter for guest tests), NLMMAP_ACCEL (kvm|tcg; probed when
-// unset), NLMMAP_TEST_TIMEOUT (per guest test; scaled default),
-// NLMMAP_RUN_DIR (default out/run next to the kernel's out/<flavor>/),
-// NLMMAP_QEMU (the QEMU binary; the harness's own tests use a fake).
+// With NLMMAP_OUTCOME it reports a run that already happened (make vmtest
+// boots with nlmmap-vm, which prints progress, then runs this); otherwise
+// it boots the guest itself from NLMMAP_KERNEL and NLMMAP_INITRAMFS.
+//
+// Environment: NLMMAP_OUTCOME (an outcome.json), or NLMMAP_KERNEL and
+// NLMMAP_INITRAMFS, NLMMAP_RUN (a go test -run filter for guest tests),
+// NLMMAP_ACCEL (kvm|tcg; probed when unset), NLMMAP_TEST_TIMEOUT (per
+// guest test; scaled default), NLMMAP_RUN_DIR (default out/run next to
+// the kernel's out/<flavor>/), NLMMAP_QEMU (the harness's own tests use a
+// fake).
 func TestGuest(t *testing.T) {
+	out := outcome(t)
+	t.Logf("%s", out.Summary())
+	for _, p := range out.Expected {
+		t.Run(p.Name, func(t *testing.T) {
+			for _, v := range out.Verdicts() {
+				if v.Package != p.ImportPath {
+					continue
+				}
+				t.Run(v.Test, func(t *testing.T) { verdict(t, out, v) })
+			}
+		})
+	}
+	bootSplats, after := out.Outside()
+	t.Run("console", func(t *testing.T) {
+		t.Run("boot", func(t *testing.T) { splats(t, out, bootSplats) })
+		t.Run("after-tests", func(t *testing.T) { splats(t, out, after) })
+	})
+	if out.BootError != "" {
+		t.Error(out.BootError)
+	}
+	if t.Failed() {
+		t.Logf("console log: %s\nNext: make repro writes a self-contained bundle of this run (kernel, initramfs, plan, QEMU command line, console) to replay it with make repro BUNDLE=<dir>; to rerun one test:\n  %s",
+			out.ConsolePath(), strings.Join(out.ReproCommands(""), "\n  "))
+	}
+}
+
+// outcome reads the outcome named by NLMMAP_OUTCOME, or boots the guest.
+func outcome(t *testing.T) *suite.Outcome {
+	if p := os.Getenv("NLMMAP_OUTCOME"); p != "" {
+		out, err := suite.ReadOutcome(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
 	kern, initrd := os.Getenv("NLMMAP_KERNEL"), os.Getenv("NLMMAP_INITRAMFS")
 	if kern == "" || initrd == "" {
-		t.Skip("TestGuest boots the guest tests under QEMU; run make vmtest, or set NLMMAP_KERNEL and NLMMAP_INITRAMFS")
+		t.Skip("TestGuest boots the guest tests under QEMU; run make vmtest, or set NLMMAP_KERNEL and NLMMAP_INITRAMFS (or NLMMAP_OUTCOME)")
 	}
-	release, err := os.ReadFile(filepath.Join(filepath.Dir(kern), "kernel.release"))
-	if err != nil {
-		t.Fatalf("read the built kernel's release: %v\nNext: run make kernel", err)
+	o := suite.Options{
+		Kernel: kern, Initramfs: initrd,
+		RunDir:    os.Getenv("NLMMAP_RUN_DIR"),
+		Run:       os.Getenv("NLMMAP_RUN"),
+		QEMU:      os.Getenv("NLMMAP_QEMU"),
+		CacheRoot: kernel.CacheRoot(nil),
+		Log:       logWriter{t},
 	}
-	manifest, err := guestrun.ReadManifest(strings.TrimSuffix(initrd, filepath.Ext(initrd)) + ".json")
-	if err != nil {
-		t.Fatalf("%v\nNext: run make initramfs", err)
+	if o.RunDir == "" {
+		o.RunDir = defaultRunDir(kern)
 	}
-	run := os.Getenv("NLMMAP_RUN")
-	expected, err := selected(manifest, run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, p := range expected {
-		n += len(p.Tests)
-	}
-	if n == 0 {
-		t.Fatalf("no guest test matches NLMMAP_RUN=%q\nNext: check the filter against the tests in %s", run, initrd)
-	}
-	runDir := os.Getenv("NLMMAP_RUN_DIR")
-	if runDir == "" {
-		runDir = filepath.Join(filepath.Dir(filepath.Dir(kern)), "run")
-	}
-
-	ctx := context.Background()
-	qemuCmd := os.Getenv("NLMMAP_QEMU")
-	verdict, err := boot.ChooseAccel(ctx, boot.ProbeOptions{Kernel: kern, Initramfs: initrd, CacheRoot: kernel.CacheRoot(nil), QEMU: qemuCmd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Log(verdict)
-	to := boot.ScaleTimeouts(verdict.Accel, boot.IsDebugKernel(kern), n)
 	if s := os.Getenv("NLMMAP_TEST_TIMEOUT"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
 			t.Fatalf("NLMMAP_TEST_TIMEOUT=%q: %v", s, err)
 		}
-		to.PerTest = d
-		to.VM = to.Boot + time.Duration(n)*d + time.Minute
+		o.TestTimeout = d
 	}
 	// Stay inside go test -timeout, so a hung guest is reported by us
 	// (with the running test) rather than by a go test panic.
 	if dl, ok := t.Deadline(); ok {
-		if left := time.Until(dl) - time.Minute; left < to.VM {
-			to.VM = left.Round(time.Second)
-		}
+		o.MaxVM = (time.Until(dl) - time.Minute).Round(time.Second)
 	}
-	t.Logf("%d guest tests; timeouts: boot %s, per test %s, VM %s", n, to.Boot, to.PerTest, to.VM)
-
-	res, bootErr := boot.Boot(ctx, boot.Options{
-		Kernel: kern, Initramfs: initrd, RunDir: runDir, Accel: verdict.Accel,
-		Plan: guestrun.Plan{
-			Mode:          guestrun.ModeRun,
-			Run:           run,
-			TestTimeout:   guestrun.Duration{D: to.PerTest},
-			KernelRelease: strings.TrimSpace(string(release)),
-		},
-		BootTimeout: to.Boot, VMTimeout: to.VM,
-		QEMU: qemuCmd,
-	})
-	if res != nil {
-		t.Logf("console: %s (VM ran %s)", res.ConsolePath, res.Duration.Round(100*time.Millisecond))
-		if res.PowerOffTimeout {
-			t.Log("the guest finished but did not power off; QEMU was killed")
-		}
+	out, err := suite.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var results *boot.Results
-	if res != nil {
-		if results, err = boot.ReadResults(res.ResultsPath); err != nil {
-			t.Error(err)
-		}
-	}
-	if results == nil {
-		results = &boot.Results{}
-	}
-	why := "the guest runner did not run it"
-	if bootErr != nil {
-		why = firstLine(bootErr.Error())
-		var be *boot.BootError
-		if errors.As(bootErr, &be) && be.Running != "" {
-			why += " (" + be.Running + " was running)"
-		}
-	}
-	for _, p := range expected {
-		t.Run(p.Name, func(t *testing.T) {
-			for _, name := range p.Tests {
-				t.Run(name, func(t *testing.T) {
-					g := results.Find(p.ImportPath, name)
-					if g == nil {
-						// E.g. the binary could not even list its tests.
-						if out := results.PackageOutput(p.ImportPath); out != "" {
-							t.Fatalf("guest test never reported a result: %s\nthe package's output:\n%s", why, out)
-						}
-					}
-					report(t, g, why)
-				})
-			}
-		})
-	}
-	if bootErr != nil {
-		t.Error(bootErr)
-	}
+	return out
 }
 
-// selected is the manifest's packages with only the tests run selects.
-func selected(m *guestrun.Manifest, run string) ([]guestrun.ManifestPackage, error) {
-	top := guestrun.TopLevelFilter(run)
-	re, err := regexp.Compile(top)
-	if err != nil {
-		return nil, fmt.Errorf("NLMMAP_RUN=%q: %w", run, err)
-	}
-	var out []guestrun.ManifestPackage
-	for _, p := range m.Packages {
-		q := p
-		q.Tests = nil
-		for _, name := range p.Tests {
-			if re.MatchString(name) {
-				q.Tests = append(q.Tests, name)
-			}
+// defaultRunDir is out/run for a kernel published as out/<flavor>/bzImage.
+func defaultRunDir(kern string) string {
+	return filepath.Join(filepath.Dir(filepath.Dir(kern)), "run")
+}
+
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// verdict reports one guest test: the kernel's reports during it first (a
+// test that passed in Go still fails), then what the guest said.
+func verdict(t *testing.T, out *suite.Outcome, v suite.Verdict) {
+	t.Helper()
+	for _, s := range v.Splats {
+		msg := s.Text(out.ConsolePath())
+		if v.Guest != nil && v.Guest.State == "pass" {
+			msg = "the guest test passed, but the kernel reported this while it ran:\n" + msg
 		}
-		if len(q.Tests) > 0 {
-			out = append(out, q)
-		}
+		t.Errorf("%s", msg)
 	}
-	return out, nil
+	if v.Guest == nil {
+		if pout := out.Results.PackageOutput(v.Package); pout != "" {
+			t.Fatalf("guest test never reported a result: %s\nthe package's output:\n%s", v.Why, pout)
+		}
+		t.Fatalf("guest test never reported a result: %s", v.Why)
+	}
+	if v.Died {
+		t.Errorf("the VM died or was killed while this test ran: %s", v.Why)
+	}
+	report(t, v.Guest, v.Why)
+}
+
+// splats fails t with each kernel report outside the tests.
+func splats(t *testing.T, out *suite.Outcome, ss []console.Splat) {
+	for _, s := range ss {
+		t.Errorf("%s", s.Text(out.ConsolePath()))
+	}
 }
 
 // report turns one guest test (and its subtests) into host test results.
@@ -181,11 +165,4 @@ func report(t *testing.T, g *boot.Test, why string) {
 	default:
 		t.Errorf("guest test started but never reported a result: %s\nits output so far:\n%s", why, out)
 	}
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

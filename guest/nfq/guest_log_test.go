@@ -135,6 +135,7 @@ func (r *logRig) checkDelivered(n int, size func(int) int) {
 // contents.
 func TestGuestLog(t *testing.T) {
 	guesttest.SkipIfNotInVM(t)
+	guesttest.NeedsPatch(t, 11) // nflog batches in the RX ring
 	small1K, err := ring.ParamsFor(1024, 64)
 	if err != nil {
 		t.Fatal(err)
@@ -246,6 +247,7 @@ func TestGuestLog(t *testing.T) {
 // group again from a new socket and logs through it.
 func TestGuestLogCloseWithPendingBatch(t *testing.T) {
 	guesttest.SkipIfNotInVM(t)
+	guesttest.NeedsPatch(t, 11) // nflog batches in the RX ring
 	loopbackUp(t)
 	recv, send := udpPair(t)
 	ruleSet(t, port(recv), logStmt(logGroup, logPrefix))

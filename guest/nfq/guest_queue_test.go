@@ -178,6 +178,7 @@ func checkOrder(t *testing.T, ps []queued, first int) {
 // drops the even ones, per packet, and checks what the receiver got.
 func TestGuestQueueVerdicts(t *testing.T) {
 	guesttest.SkipIfNotInVM(t)
+	guesttest.NeedsPatch(t, 10) // nfqueue packets in the RX ring
 	const n = 48
 	for _, tc := range []struct {
 		name string
@@ -235,6 +236,7 @@ func TestGuestQueueVerdicts(t *testing.T) {
 // rest.
 func TestGuestQueueBatchVerdict(t *testing.T) {
 	guesttest.SkipIfNotInVM(t)
+	guesttest.NeedsPatch(t, 10) // nfqueue packets in the RX ring
 	const n = 40
 	for _, path := range []struct {
 		name string
@@ -283,6 +285,7 @@ func TestGuestQueueBatchVerdict(t *testing.T) {
 // must get exactly the datagrams of the accepting batches.
 func TestGuestQueueBatchVerdictConcurrentSenders(t *testing.T) {
 	guesttest.SkipIfNotInVM(t)
+	guesttest.NeedsPatch(t, 10) // nfqueue packets in the RX ring
 	const (
 		perSender = 128
 		every     = 2 // a batch verdict after this many packets
@@ -412,6 +415,7 @@ func TestGuestQueueBatchVerdictConcurrentSenders(t *testing.T) {
 // rings only the contents are checked.
 func TestGuestQueueCopyFrames(t *testing.T) {
 	guesttest.SkipIfNotInVM(t)
+	guesttest.NeedsPatch(t, 10) // nfqueue packets in the RX ring
 	rx, err := ring.ParamsFor(2048, 64)
 	if err != nil {
 		t.Fatal(err)

@@ -27,9 +27,13 @@ var ringSupport struct {
 
 // requireRings skips t outside the VM, and on a kernel without
 // memory-mapped netlink (setsockopt NETLINK_RX_RING answers ENOPROTOOPT).
+//
+// The tests check the rings' state through NETLINK_SOCK_DIAG as well as
+// through the ring itself, so on a prefix of the series they need patch 09.
 func requireRings(t *testing.T) {
 	t.Helper()
 	guesttest.SkipIfNotInVM(t)
+	guesttest.NeedsPatch(t, 9)
 	ringSupport.once.Do(func() {
 		p, err := ring.ParamsFor(4096, 1)
 		if err != nil {

@@ -21,13 +21,16 @@ import (
 // the test on a kernel without memory-mapped netlink.
 func dialRing(t *testing.T) *ring.Conn {
 	t.Helper()
+	// Messages built in the RX ring (patch 06), requests sent through the
+	// TX ring (patch 08).
+	guesttest.NeedsPatch(t, 8)
 	p, err := ring.ParamsFor(4096, 16)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := ring.Dial(unix.NETLINK_ROUTE, ring.Config{RX: p, TX: p})
 	if errors.Is(err, ring.ErrNotSupported) {
-		t.Skipf("kernel without memory-mapped netlink: %v", err)
+		t.Skipf("kernel without memory-mapped netlink (setsockopt NETLINK_RX_RING: ENOPROTOOPT): %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -79,8 +79,25 @@ func Guest(ctx context.Context, kmsg io.Writer) error {
 		return fmt.Errorf("sync results: %w", err)
 	}
 	fmt.Fprintf(kmsg, "nlmmap: guest tests: %d passed, %d failed, %d skipped in %s\n", sum.Pass, sum.Fail, sum.Skip, time.Since(start).Round(time.Second))
+	io.WriteString(kmsg, MarkerChecks+"\n")
+	mountDebugFS()
+	c := &Checks{Kmsg: kmsg, Share: ShareMount}
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("end-of-run checks: %w", err)
+	}
+	unix.Sync()
 	io.WriteString(kmsg, MarkerDone+"\n")
 	return nil
+}
+
+// mountDebugFS mounts debugfs unless it is there already (u-root's init
+// mounts it).
+func mountDebugFS() {
+	if entries, err := os.ReadDir(DebugFS); err == nil && len(entries) > 0 {
+		return
+	}
+	os.MkdirAll(DebugFS, 0o755)
+	unix.Mount("debugfs", DebugFS, "debugfs", 0, "")
 }
 
 // PowerOff syncs and powers the machine off. It returns only on failure.

@@ -81,6 +81,12 @@ func TestParseMarker(t *testing.T) {
 		{"[ 13.0] nlmmap: FATAL read plan: no such file", Marker{Kind: KindFatal, Message: "read plan: no such file"}, true},
 		// Seen for real: the runner's stdout and a kernel record on one line.
 		{"PASS basic.TestParseMessagesErro[    2.386451] nlmmap: DONE", Marker{Kind: KindDone}, true},
+		{"[   12.6] nlmmap: PID p TestUname 231", Marker{Kind: KindPID, Package: "p", Test: "TestUname", PID: 231}, true},
+		{"[   12.6] nlmmap: PID p TestUname x", Marker{}, false},
+		{"[   40.0] nlmmap: CHECKS", Marker{Kind: KindChecks}, true},
+		{"[   41.0] nlmmap: KMEMLEAK BEGIN", Marker{Kind: KindLeaksBegin}, true},
+		{"[   42.0] nlmmap: KMEMLEAK END 3", Marker{Kind: KindLeaksEnd, Count: 3}, true},
+		{"[   42.0] nlmmap: KMEMLEAK END", Marker{}, false},
 		{"Linux version 6.12.117-nlmmap (nlmmap@nlmmap)", Marker{}, false},
 		{"some text nlmmap: DONE", Marker{}, false},
 		{"Kernel command line: VMTEST_MOUNT9P_fsdev0=nlmmap console=ttyS0", Marker{}, false},
@@ -93,7 +99,7 @@ func TestParseMarker(t *testing.T) {
 		}
 	}
 	// What the guest writes parses back.
-	for _, s := range []string{Begin("p", "TestX"), End("p", "TestX", "SKIP"), MarkerUp, MarkerDone, Fatal("two\nlines")} {
+	for _, s := range []string{Begin("p", "TestX"), End("p", "TestX", "SKIP"), MarkerUp, MarkerDone, Fatal("two\nlines"), PID("p", "TestX", 7), MarkerChecks, MarkerLeaksBegin, LeaksEnd(0)} {
 		if _, ok := ParseMarker("[    1.000000] " + s); !ok {
 			t.Errorf("marker %q does not parse", s)
 		}

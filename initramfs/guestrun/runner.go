@@ -200,6 +200,10 @@ func (r *Runner) runOne(ctx context.Context, pkg ManifestPackage, test string) s
 	}()
 	err := cmd.Start()
 	if err == nil {
+		// Lets the host attribute what kmemleak finds later to the test
+		// that allocated it: the test's processes and threads all get
+		// higher PIDs than this one and lower ones than the next test's.
+		r.mark(PID(pkg.ImportPath, test, cmd.Process.Pid))
 		err = cmd.Wait()
 	}
 	pw.Close()

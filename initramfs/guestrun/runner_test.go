@@ -100,6 +100,21 @@ func TestRunnerAll(t *testing.T) {
 		"nlmmap: BEGIN example.com/sample TestSkip", "nlmmap: END example.com/sample TestSkip SKIP",
 		"nlmmap: BEGIN example.com/sample TestSub", "nlmmap: END example.com/sample TestSub FAIL",
 	}
+	// PID markers carry numbers that change from run to run: check and drop them.
+	var kmsg []string
+	for _, l := range res.kmsg {
+		if m, ok := ParseMarker(l); ok && m.Kind == KindPID {
+			if m.PID <= 0 || m.Package != "example.com/sample" {
+				t.Errorf("bad PID marker %q", l)
+			}
+			continue
+		}
+		kmsg = append(kmsg, l)
+	}
+	if n := len(res.kmsg) - len(kmsg); n != 7 {
+		t.Errorf("%d PID markers, want one per test (7)", n)
+	}
+	res.kmsg = kmsg
 	if !reflect.DeepEqual(res.kmsg, wantKmsg) {
 		t.Errorf("kmsg =\n%s\nwant\n%s", strings.Join(res.kmsg, "\n"), strings.Join(wantKmsg, "\n"))
 	}
@@ -120,7 +135,10 @@ func TestRunnerAll(t *testing.T) {
 
 func TestRunnerFilter(t *testing.T) {
 	res := run(t, &Plan{Run: "TestSub/a", TestTimeout: Duration{time.Minute}}, nil, "")
-	want := []string{"nlmmap: BEGIN example.com/sample TestSub", "nlmmap: END example.com/sample TestSub PASS"}
+	want := []string{"nlmmap: BEGIN example.com/sample TestSub", "nlmmap: PID example.com/sample TestSub <pid>", "nlmmap: END example.com/sample TestSub PASS"}
+	if len(res.kmsg) == 3 {
+		res.kmsg[1] = res.kmsg[1][:strings.LastIndexByte(res.kmsg[1], ' ')] + " <pid>"
+	}
 	if !reflect.DeepEqual(res.kmsg, want) {
 		t.Errorf("kmsg = %q, want %q (only TestSub, only subtest a)", res.kmsg, want)
 	}

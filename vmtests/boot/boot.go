@@ -37,6 +37,14 @@ type Options struct {
 	BootTimeout time.Duration
 	// VMTimeout bounds the whole run.
 	VMTimeout time.Duration
+	// StepTimeout, if set, bounds each guest test (BEGIN to END marker)
+	// and the end-of-run checks (CHECKS to DONE) as seen from the host. The
+	// guest runner enforces the plan's timeout itself; this catches a
+	// guest that stops answering (a stuck kernel), so set it above the
+	// plan's timeout plus the runner's grace.
+	StepTimeout time.Duration
+	// Progress, if set, is called with every marker the guest writes.
+	Progress func(guestrun.Marker)
 	// PowerOffGrace is how long the guest gets to power off after DONE;
 	// default 30s.
 	PowerOffGrace time.Duration
@@ -60,6 +68,7 @@ type Result struct {
 const (
 	NoUserspace = "no-userspace" // the kernel never reached user space
 	VMTimeout   = "vm-timeout"   // the guest did not finish in time
+	Stuck       = "stuck"        // a test (or the checks) outlived StepTimeout
 	Stopped     = "stopped"      // QEMU exited before the guest finished
 	GuestFatal  = "guest-fatal"  // the guest runner itself failed
 	Start       = "start"        // QEMU could not be started
@@ -90,6 +99,8 @@ func (e *BootError) Error() string {
 		if e.Running != "" {
 			fmt.Fprintf(&b, " while %s was running (last BEGIN marker)", e.Running)
 		}
+	case Stuck:
+		fmt.Fprintf(&b, "boot: %s did not end within %s; the guest runner kills a test after its own timeout, so the guest stopped answering (a stuck kernel?); QEMU was killed", e.Running, e.Timeout)
 	case Stopped:
 		if !e.ReachedUserspace {
 			b.WriteString("boot: QEMU exited before the guest reached user space")
@@ -130,6 +141,9 @@ func (e *BootError) Unwrap() error { return e.Err }
 func QEMUArgs(accel string) []string {
 	return []string{"-machine", "q35,accel=" + accel, "-cpu", "max", "-smp", "2", "-m", "1G"}
 }
+
+// stepPoll is how often Boot checks StepTimeout.
+var stepPoll = time.Second
 
 // KernelArgs are the kernel arguments every boot gets.
 // printk.devkmsg=on: markers written to /dev/kmsg must never be ratelimited.
@@ -180,6 +194,7 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("boot: %w", err)
 	}
 	w := newWatcher()
+	w.progress = o.Progress
 	pr, pw := io.Pipe()
 	go w.consume(pr)
 
@@ -220,6 +235,12 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 	vmTimer := time.NewTimer(o.VMTimeout)
 	defer vmTimer.Stop()
 	var offTimer <-chan time.Time
+	var stepTick <-chan time.Time
+	if o.StepTimeout > 0 {
+		t := time.NewTicker(stepPoll)
+		defer t.Stop()
+		stepTick = t.C
+	}
 	up, done := w.up, w.done
 	var reason string
 	var running string
@@ -239,6 +260,11 @@ loop:
 			if reason == "" {
 				reason = VMTimeout
 				running = w.running()
+				kill()
+			}
+		case now := <-stepTick:
+			if step := w.overdue(now, o.StepTimeout); step != "" && reason == "" {
+				reason, running = Stuck, step
 				kill()
 			}
 		case <-done:
@@ -263,6 +289,9 @@ loop:
 		return res, be
 	case reason == VMTimeout:
 		be.Timeout = o.VMTimeout
+		return res, be
+	case reason == Stuck:
+		be.Timeout = o.StepTimeout
 		return res, be
 	case fatal != "":
 		be.Kind, be.Message = GuestFatal, fatal

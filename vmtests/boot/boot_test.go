@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,6 +167,48 @@ func TestBootOutcomes(t *testing.T) {
 				t.Errorf("error does not contain %q:\n%s", tt.wantMsg, err)
 			}
 		})
+	}
+}
+
+func TestBootStuckTest(t *testing.T) {
+	// The guest stops answering in a test: the host gives up after the
+	// step timeout, long before the VM timeout, and names the test.
+	defer func(d time.Duration) { stepPoll = d }(stepPoll)
+	stepPoll = 50 * time.Millisecond
+	k, i := fakeImages(t)
+	var mu sync.Mutex
+	var seen []string
+	start := time.Now()
+	_, err := Boot(context.Background(), Options{
+		Kernel: k, Initramfs: i, RunDir: t.TempDir(), Accel: "tcg",
+		Plan:        guestrun.Plan{TestTimeout: guestrun.Duration{D: time.Minute}},
+		BootTimeout: 10 * time.Second, VMTimeout: time.Minute, StepTimeout: time.Second,
+		Progress: func(m guestrun.Marker) {
+			mu.Lock()
+			seen = append(seen, m.Kind)
+			mu.Unlock()
+		},
+		QEMU: fakeQEMU(t, []string{
+			"[    1.0] nlmmap: userspace up",
+			"[    2.0] nlmmap: BEGIN example.com/p TestA",
+			"[    2.1] nlmmap: END example.com/p TestA PASS",
+			"[    2.2] nlmmap: BEGIN example.com/p TestStuck",
+		}, "exec sleep 600"),
+	})
+	var be *BootError
+	if !errors.As(err, &be) || be.Kind != Stuck || be.Running != "example.com/p TestStuck" {
+		t.Fatalf("Boot = %v, want a %s BootError naming TestStuck", err, Stuck)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("took %s to notice a stuck test with a 1s step timeout", d)
+	}
+	if !strings.Contains(err.Error(), "example.com/p TestStuck did not end within 1s") {
+		t.Errorf("error does not name the stuck test:\n%s", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{guestrun.KindUp, guestrun.KindBegin, guestrun.KindEnd, guestrun.KindBegin}; !reflect.DeepEqual(seen, want) {
+		t.Errorf("Progress saw %q, want %q", seen, want)
 	}
 }
 

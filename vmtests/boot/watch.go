@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nlmmap/nlmmap/initramfs/guestrun"
 )
@@ -18,8 +19,16 @@ type watcher struct {
 	done chan struct{} // closed at DONE
 	fin  chan struct{} // closed when the console is closed
 
-	mu        sync.Mutex
-	tail      []string
+	// progress, if set, is called for every marker, from the goroutine
+	// that reads the console.
+	progress func(guestrun.Marker)
+
+	mu   sync.Mutex
+	tail []string
+	// step is the test or the end-of-run checks in progress, and since
+	// when: "" between tests.
+	step      string
+	stepSince time.Time
 	lastBegin *guestrun.Marker
 	ended     bool // END seen for lastBegin
 	fatal     string
@@ -53,6 +62,9 @@ func (w *watcher) line(l string) {
 	if !ok {
 		return
 	}
+	if w.progress != nil {
+		w.progress(m)
+	}
 	switch m.Kind {
 	case guestrun.KindUp:
 		if !w.upSeen {
@@ -62,13 +74,18 @@ func (w *watcher) line(l string) {
 	case guestrun.KindBegin:
 		w.lastBegin = &m
 		w.ended = false
+		w.step, w.stepSince = m.Package+" "+m.Test, time.Now()
 	case guestrun.KindEnd:
 		if w.lastBegin != nil && w.lastBegin.Package == m.Package && w.lastBegin.Test == m.Test {
 			w.ended = true
 		}
+		w.step = ""
+	case guestrun.KindChecks:
+		w.step, w.stepSince = "the end-of-run checks (kmemleak scan, coverage copy)", time.Now()
 	case guestrun.KindFatal:
 		w.fatal = m.Message
 	case guestrun.KindDone:
+		w.step = ""
 		if !w.doneSeen {
 			w.doneSeen = true
 			close(w.done)
@@ -84,6 +101,16 @@ func (w *watcher) running() string {
 		return ""
 	}
 	return w.lastBegin.Package + " " + w.lastBegin.Test
+}
+
+// overdue returns the step in progress if it has lasted longer than limit.
+func (w *watcher) overdue(now time.Time, limit time.Duration) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if limit <= 0 || w.step == "" || now.Sub(w.stepSince) < limit {
+		return ""
+	}
+	return w.step
 }
 
 func (w *watcher) snapshot() (tail []string, fatal string, up, done bool) {

@@ -20,15 +20,16 @@ import (
 )
 
 func main() {
-	flavor := flag.String("flavor", "debug", "kernel flavor: debug or baseline")
+	flavor := flag.String("flavor", "debug", "kernel flavor: debug, baseline or coverage")
 	root := flag.String("root", ".", "repository root (holds patches/ and kernel/config/)")
 	out := flag.String("out", "", "where to publish <flavor>/bzImage etc. (default <root>/out)")
 	frags := flag.String("fragments", "", "comma-separated fragment list replacing the flavor's (for experiments)")
+	patches := flag.String("patches", "", "directory of the series to apply (default <root>/patches)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	o := kernel.Options{Flavor: *flavor, RepoRoot: *root, Out: *out}
+	o := kernel.Options{Flavor: *flavor, RepoRoot: *root, Out: *out, PatchesDir: *patches}
 	if *frags != "" {
 		o.Fragments = strings.Split(*frags, ",")
 	}

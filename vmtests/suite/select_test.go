@@ -1,4 +1,4 @@
-package vmtests
+package suite
 
 import (
 	"reflect"
@@ -7,7 +7,7 @@ import (
 	"github.com/nlmmap/nlmmap/initramfs/guestrun"
 )
 
-func TestSelected(t *testing.T) {
+func TestSelect(t *testing.T) {
 	m := &guestrun.Manifest{Packages: []guestrun.ManifestPackage{
 		{ImportPath: "x/basic", Name: "basic", Tests: []string{"TestA", "TestB"}},
 		{ImportPath: "x/ring", Name: "ring", Tests: []string{"TestRing"}},
@@ -22,7 +22,7 @@ func TestSelected(t *testing.T) {
 		{"Nothing", map[string][]string{}},
 	}
 	for _, tt := range tests {
-		got, err := selected(m, tt.run)
+		got, err := Select(m, tt.run)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,10 +31,10 @@ func TestSelected(t *testing.T) {
 			gm[p.Name] = p.Tests
 		}
 		if !reflect.DeepEqual(gm, tt.want) {
-			t.Errorf("selected(%q) = %v, want %v", tt.run, gm, tt.want)
+			t.Errorf("Select(%q) = %v, want %v", tt.run, gm, tt.want)
 		}
 	}
-	if _, err := selected(m, "Test("); err == nil {
+	if _, err := Select(m, "Test("); err == nil {
 		t.Error("bad filter accepted")
 	}
 }
