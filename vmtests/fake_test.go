@@ -1,7 +1,6 @@
 package vmtests
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,26 +8,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nlmmap/nlmmap/initramfs/guestrun"
+	"github.com/nlmmap/nlmmap/vmtests/internal/fakevm"
 )
 
-// fakeGuest is a QEMU stand-in: it finds the 9p share on its command line,
-// writes results.json there as the guest runner would, prints the markers
-// and exits as if the guest powered off.
-const fakeGuest = `#!/bin/sh
-for a in "$@"; do
-	case "$a" in *,path=*) share=$(echo "$a" | sed 's/.*,path=\([^,]*\).*/\1/');; esac
-done
-cp "$FAKE_RESULTS" "$share/results.json"
-echo '[    0.500000] BUG: sleeping function called from invalid context at kernel/x.c:1'
-echo '[    1.000000] nlmmap: userspace up'
-echo '[    1.010000] nlmmap: BEGIN example.com/nlmmap/guest/basic TestA'
-echo '[    1.020000] ------------[ cut here ]------------'
-echo '[    1.020001] WARNING: CPU: 0 PID: 61 at net/netlink/af_netlink.c:1775 netlink_setsockopt+0x94/0x25d'
-echo '[    1.020002] ---[ end trace 0000000000000000 ]---'
-echo '[    1.030000] nlmmap: END example.com/nlmmap/guest/basic TestA PASS'
-echo '[    1.100000] nlmmap: BEGIN example.com/nlmmap/guest/basic TestD'
-echo '[    1.200000] nlmmap: DONE'
+// fakeConsole is what the fake guest prints: a BUG at boot, a WARN while
+// TestA runs, and TestD begun but never ended.
+const fakeConsole = `[    0.500000] BUG: sleeping function called from invalid context at kernel/x.c:1
+[    1.000000] nlmmap: userspace up
+[    1.010000] nlmmap: BEGIN example.com/nlmmap/guest/basic TestA
+[    1.020000] ------------[ cut here ]------------
+[    1.020001] WARNING: CPU: 0 PID: 61 at net/netlink/af_netlink.c:1775 netlink_setsockopt+0x94/0x25d
+[    1.020002] ---[ end trace 0000000000000000 ]---
+[    1.030000] nlmmap: END example.com/nlmmap/guest/basic TestA PASS
+[    1.100000] nlmmap: BEGIN example.com/nlmmap/guest/basic TestD
+[    1.200000] nlmmap: DONE
 `
 
 const fakeResults = `{"Action":"run","Package":"example.com/nlmmap/guest/basic","Test":"TestA"}
@@ -106,31 +99,16 @@ func TestGuestWithFakeQEMU(t *testing.T) {
 // that runs TestGuest on them.
 func fakeChildEnv(t *testing.T) []string {
 	t.Helper()
-	dir := t.TempDir()
-	write := func(name, data string, mode os.FileMode) string {
-		p := filepath.Join(dir, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(data), mode); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	kern := write("out/baseline/bzImage", "kernel", 0o644)
-	write("out/baseline/kernel.release", "6.12.117-nlmmap\n", 0o644)
-	initrd := write("out/initramfs.cpio", "cpio", 0o644)
-	m, _ := json.Marshal(guestrun.Manifest{Packages: []guestrun.ManifestPackage{{
-		ImportPath: "example.com/nlmmap/guest/basic", Name: "basic",
-		Tests: []string{"TestA", "TestB", "TestC", "TestD", "TestE"},
-	}}})
-	write("out/initramfs.json", string(m), 0o644)
-	qemu := write("qemu", fakeGuest, 0o755)
-	results := write("results.json", fakeResults, 0o644)
-
+	f := fakevm.Layout(t, fakevm.Guest{
+		ImportPath: "example.com/nlmmap/guest/basic",
+		Tests:      []string{"TestA", "TestB", "TestC", "TestD", "TestE"},
+		Results:    fakeResults,
+		Console:    fakeConsole,
+	})
 	return append(os.Environ(),
 		"NLMMAP_FAKE_CHILD=1",
-		"NLMMAP_KERNEL="+kern, "NLMMAP_INITRAMFS="+initrd,
-		"NLMMAP_QEMU="+qemu, "NLMMAP_ACCEL=tcg", "NLMMAP_RUN=",
-		"NLMMAP_CACHE="+filepath.Join(dir, "cache"),
-		"FAKE_RESULTS="+results,
+		"NLMMAP_KERNEL="+f.Kernel, "NLMMAP_INITRAMFS="+f.Initramfs,
+		"NLMMAP_QEMU="+f.QEMU, "NLMMAP_ACCEL=tcg", "NLMMAP_RUN=",
+		"NLMMAP_CACHE="+filepath.Join(f.Dir, "cache"),
 	)
 }

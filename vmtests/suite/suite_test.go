@@ -2,7 +2,6 @@ package suite
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,19 +11,8 @@ import (
 	"github.com/nlmmap/nlmmap/initramfs/guestrun"
 	"github.com/nlmmap/nlmmap/vmtests/boot"
 	"github.com/nlmmap/nlmmap/vmtests/console"
+	"github.com/nlmmap/nlmmap/vmtests/internal/fakevm"
 )
-
-// fakeGuest stands in for QEMU: it finds the share on its command line,
-// writes results.json there like the guest runner, prints $FAKE_CONSOLE
-// and exits as if the guest powered off (or hangs, with FAKE_HANG=1).
-const fakeGuest = `#!/bin/sh
-for a in "$@"; do
-	case "$a" in *,path=*) share=$(echo "$a" | sed 's/.*,path=\([^,]*\).*/\1/');; esac
-done
-cp "$FAKE_RESULTS" "$share/results.json"
-cat "$FAKE_CONSOLE"
-if [ "$FAKE_HANG" = 1 ]; then exec sleep 600; fi
-`
 
 const pkg = "example.com/nlmmap/guest/basic"
 
@@ -67,27 +55,15 @@ const fakeConsole = `[    1.000000] nlmmap: userspace up
 // and returns Options for them.
 func setup(t *testing.T, consoleText string) Options {
 	t.Helper()
-	dir := t.TempDir()
-	write := func(name, data string, mode os.FileMode) string {
-		p := filepath.Join(dir, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(data), mode); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	kern := write("out/baseline/bzImage", "kernel", 0o644)
-	write("out/baseline/kernel.release", "6.12.117-nlmmap\n", 0o644)
-	initrd := write("out/initramfs.cpio", "cpio", 0o644)
-	m, _ := json.Marshal(guestrun.Manifest{Packages: []guestrun.ManifestPackage{{
-		ImportPath: pkg, Name: "basic", Tests: []string{"TestA", "TestB", "TestC", "TestD"},
-	}}})
-	write("out/initramfs.json", string(m), 0o644)
-	t.Setenv("FAKE_RESULTS", write("results.json", fakeResults, 0o644))
-	t.Setenv("FAKE_CONSOLE", write("console.txt", consoleText, 0o644))
+	f := fakevm.Layout(t, fakevm.Guest{
+		ImportPath: pkg,
+		Tests:      []string{"TestA", "TestB", "TestC", "TestD"},
+		Results:    fakeResults,
+		Console:    consoleText,
+	})
 	return Options{
-		Kernel: kern, Initramfs: initrd, RunDir: filepath.Join(dir, "out", "run"),
-		Accel: "tcg", QEMU: write("qemu", fakeGuest, 0o755),
+		Kernel: f.Kernel, Initramfs: f.Initramfs, RunDir: filepath.Join(f.Dir, "out", "run"),
+		Accel: "tcg", QEMU: f.QEMU,
 	}
 }
 
