@@ -221,7 +221,7 @@ var triggers = []trigger{
 	{regexp.MustCompile(`^Kernel panic - not syncing`), KindPanic},
 	{regexp.MustCompile(`^unreferenced object 0x`), KindKmemleak},
 	{regexp.MustCompile(`^INFO: task .* blocked for more than \d+ seconds`), KindHungTask},
-	{regexp.MustCompile(`^rcu: INFO: .*(detected stalls|self-detected stall)`), KindRCUStall},
+	{regexp.MustCompile(`^rcu: INFO: .*(detected stalls|detected expedited stalls|self-detected stall)`), KindRCUStall},
 	{regexp.MustCompile(`^BUG: `), KindBUG},
 	{regexp.MustCompile(`^WARNING: `), KindWARNING},
 	{regexp.MustCompile(`^Oops: `), KindOops},
@@ -271,6 +271,7 @@ type open struct {
 	end       int
 	titled    bool
 	fromRuler bool
+	sawStack  bool // a "CPU: ..." header or "Call Trace:" line
 	stackDone bool
 	lines     int
 	last      float64
@@ -285,22 +286,67 @@ type scanner struct {
 	// context of a bare call trace.
 	recent []line
 	ruler  *line // a "=====" line that may start a report
-	leaks  bool  // inside the runner's copy of the kmemleak report
+	// pending is a "=====" line met inside a report before its stack,
+	// held until the next line says whether it starts a new report.
+	pending *line
+	leaks   bool // inside the runner's copy of the kmemleak report
 }
 
 func (s *scanner) feed(l line) {
 	if m, ok := guestrun.ParseMarker(l.text); ok {
-		s.close()
+		if s.pending != nil && s.cur != nil {
+			s.add(*s.pending)
+		}
+		s.pending = nil
+		if !s.spansMarker() {
+			s.close()
+		}
 		s.marker(m, l)
 		return
 	}
 	if !l.stamp {
 		return // user space on the console, not a kernel record
 	}
+	if s.pending != nil {
+		// A "=====" line inside a report that has not reached its
+		// stack: the start of a new report if a title follows it.
+		r := *s.pending
+		s.pending = nil
+		if _, ok := match(l.msg); ok && s.cur != nil {
+			s.close()
+			s.ruler = &r
+			s.start(l)
+			return
+		}
+		if s.cur != nil {
+			s.add(r)
+		}
+	}
 	if s.cur != nil && s.continueReport(l) {
 		return
 	}
 	s.start(l)
+}
+
+// spansMarker reports whether the open report goes on past a marker: the
+// runner writes END and the next BEGIN a millisecond apart, so a report
+// from the deferred work of one test (RCU callbacks, socket destruction)
+// can have the next test's BEGIN between its lines. A report that has an
+// end marker still to come, or that has begun its stack and not ended it,
+// stays open (attributed to where it began); a one-line report, or one
+// whose stack is done, ends at the marker.
+func (s *scanner) spansMarker() bool {
+	c := s.cur
+	if c == nil {
+		return false
+	}
+	switch c.end {
+	case endTrace, endRuler, endPanic:
+		return true
+	case endStack:
+		return (c.fromRuler || c.sawStack) && !c.stackDone
+	}
+	return false
 }
 
 func (s *scanner) marker(m guestrun.Marker, l line) {
@@ -458,6 +504,9 @@ func (s *scanner) add(l line) {
 	if strings.TrimSpace(l.msg) == "</TASK>" {
 		c.stackDone = true
 	}
+	if cpuRe.MatchString(l.msg) || strings.HasPrefix(l.msg, "Call Trace:") {
+		c.sawStack = true
+	}
 }
 
 // continueReport feeds a line to the open report. It returns false when
@@ -501,6 +550,10 @@ func (s *scanner) continueReport(l line) bool {
 			s.close()
 			return false
 		}
+		if c.end == endStack && !c.sawStack {
+			s.pending = &l
+			return true
+		}
 		s.add(l)
 		return true
 	case cutHereRe.MatchString(msg):
@@ -518,6 +571,15 @@ func (s *scanner) continueReport(l line) bool {
 		return true
 	}
 	if isTrigger && kind == KindPanic && c.splat.Kind != KindPanic {
+		s.close()
+		return false
+	}
+	if isTrigger && c.end == endStack && !c.sawStack && !c.fromRuler &&
+		kind != KindOops && kind != KindCallTrace {
+		// A report that ended without a stack (a one-line WARNING
+		// written to /dev/kmsg, "BUG: Bad rss-counter state") and a
+		// new one. An Oops's own "Oops:" line and its call trace
+		// belong to it.
 		s.close()
 		return false
 	}
