@@ -1,6 +1,7 @@
 package console
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -90,5 +91,40 @@ func TestExpeditedRCUStallIsAnRCUStall(t *testing.T) {
 	log := scanString(t, in)
 	if len(log.Splats) != 1 || log.Splats[0].Kind != KindRCUStall {
 		t.Errorf("want one RCU stall report; got:\n%s", dump(log))
+	}
+}
+
+// The guest counts the leaks in kmemleak's report; if the scanner
+// recognizes fewer, the difference is a report of its own.
+func TestLeakCountMismatch(t *testing.T) {
+	tests := []struct {
+		name  string
+		count int
+		want  int // reports
+	}{
+		{"all recognized", 1, 1},
+		{"one not recognized", 2, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := `[   10.000000] nlmmap: CHECKS
+[   20.000000] nlmmap: KMEMLEAK BEGIN
+[   20.000100] unreferenced object 0xff11000006c3e000 (size 64):
+[   20.000200]   comm "init", pid 1, jiffies 4294682114
+[   20.000300] a leak in a format the scanner does not know
+` + fmt.Sprintf("[   20.000400] nlmmap: KMEMLEAK END %d\n", tt.count) + `[   20.100000] nlmmap: DONE
+`
+			log := scanString(t, in)
+			if len(log.Splats) != tt.want {
+				t.Fatalf("%d reports, want %d:\n%s", len(log.Splats), tt.want, dump(log))
+			}
+			last := log.Splats[len(log.Splats)-1]
+			if last.Kind != KindKmemleak || last.Where.Phase != PhaseAfter {
+				t.Errorf("last report %s @ %s, want kmemleak after the tests", last.Kind, last.Where)
+			}
+			if tt.want == 2 && !strings.Contains(last.Title, "reported 2 leak(s), 1 recognized") {
+				t.Errorf("title %q", last.Title)
+			}
+		})
 	}
 }

@@ -290,6 +290,9 @@ type scanner struct {
 	// held until the next line says whether it starts a new report.
 	pending *line
 	leaks   bool // inside the runner's copy of the kmemleak report
+	// leaksFrom is the index in Splats of the first report after
+	// KMEMLEAK BEGIN.
+	leaksFrom int
 }
 
 func (s *scanner) feed(l line) {
@@ -371,13 +374,37 @@ func (s *scanner) marker(m guestrun.Marker, l line) {
 		s.phase = PhaseAfter
 	case guestrun.KindLeaksBegin:
 		s.leaks = true
+		s.leaksFrom = len(lg.Splats)
 	case guestrun.KindLeaksEnd:
 		s.leaks = false
 		lg.Leaks = m.Count
+		s.checkLeakCount(m.Count, l)
 	case guestrun.KindDone:
 		lg.Done = true
 		s.phase = PhaseAfter
 	}
+}
+
+// checkLeakCount compares the number of leaks the guest counted in
+// kmemleak's report with the kmemleak reports found between the KMEMLEAK
+// markers: a report the scanner did not recognize must not go unnoticed.
+func (s *scanner) checkLeakCount(count int, l line) {
+	found := 0
+	for _, sp := range s.log.Splats[min(s.leaksFrom, len(s.log.Splats)):] {
+		if sp.Kind == KindKmemleak {
+			found++
+		}
+	}
+	if found >= count {
+		return
+	}
+	s.log.Splats = append(s.log.Splats, Splat{
+		Kind:    KindKmemleak,
+		Title:   fmt.Sprintf("kmemleak reported %d leak(s), %d recognized on the console", count, found),
+		Line:    l.n,
+		Where:   Where{Phase: PhaseAfter},
+		Excerpt: []string{l.text},
+	})
 }
 
 // where attributes a report starting now.
