@@ -9,7 +9,7 @@
 //
 //	b, err := repro.Write(outcome, "out/repro/20261125-201500", repro.Options{})
 //	b, err = repro.Open("out/repro/20261125-201500") // checks every file's sha256
-//	opts := b.Replay("out/replay")                   // suite.Options that boot exactly that again
+//	opts := b.Replay("out/replay", "")               // suite.Options that boot exactly that again
 //
 // bundle.json lists every file with its sha256; Open refuses a bundle whose
 // files do not match it.

@@ -218,13 +218,19 @@ func Open(dir string) (*Bundle, error) {
 }
 
 // Replay returns the options that boot the bundle's kernel and initramfs
-// with its plan and accelerator again, with runDir as the new run
-// directory. Accel "" keeps the recorded accelerator.
+// with its plan again, with runDir as the new run directory. Accel "" keeps
+// a recorded "tcg", which works on any machine; a recorded "kvm" is probed
+// for again, since the machine replaying it may not have a working KVM. On
+// a slower accelerator than the recording's the per-test timeout grows
+// accordingly.
 func (b *Bundle) Replay(runDir, accel string) suite.Options {
 	plan := b.Outcome.Plan
 	why := "NLMMAP_ACCEL=" + accel
 	if accel == "" {
-		accel, why = b.Meta.Accel, "recorded in the bundle"
+		why = ""
+		if b.Meta.Accel != "kvm" {
+			accel, why = b.Meta.Accel, "recorded in the bundle"
+		}
 	}
 	return suite.Options{
 		AccelReason: why,
@@ -232,6 +238,7 @@ func (b *Bundle) Replay(runDir, accel string) suite.Options {
 		Initramfs:   filepath.Join(b.Dir, InitramfsFile),
 		RunDir:      runDir,
 		Plan:        &plan,
+		PlanAccel:   b.Meta.Accel,
 		Accel:       accel,
 	}
 }

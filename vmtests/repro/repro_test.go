@@ -126,8 +126,18 @@ func TestWriteOpen(t *testing.T) {
 		t.Errorf("reopened: kernel %s, summary %q; want the bundle's and %q", got.Outcome.Kernel, got.Outcome.Summary(), out.Summary())
 	}
 	o := got.Replay("/tmp/replay", "")
-	if o.Kernel != filepath.Join(moved, KernelFile) || o.Accel != "tcg" || o.Plan == nil || o.Plan.Run != "TestWarn|TestOK" {
+	if o.Kernel != filepath.Join(moved, KernelFile) || o.Accel != "tcg" || o.PlanAccel != "tcg" || o.Plan == nil || o.Plan.Run != "TestWarn|TestOK" {
 		t.Errorf("Replay = %+v", o)
+	}
+	// A KVM recording is probed for again (the replaying machine may
+	// have no working KVM); NLMMAP_ACCEL still decides.
+	kvm := *got
+	kvm.Meta.Accel = "kvm"
+	if o := kvm.Replay("/tmp/replay", ""); o.Accel != "" || o.PlanAccel != "kvm" {
+		t.Errorf("Replay of a KVM bundle: accel %q, plan accel %q; want a probe and kvm", o.Accel, o.PlanAccel)
+	}
+	if o := kvm.Replay("/tmp/replay", "tcg"); o.Accel != "tcg" || o.AccelReason != "NLMMAP_ACCEL=tcg" {
+		t.Errorf("Replay with NLMMAP_ACCEL=tcg: accel %q (%s)", o.Accel, o.AccelReason)
 	}
 
 	// A bundle of the bundle (what make repro does with out/last-failed)

@@ -45,9 +45,12 @@ type Options struct {
 	TestTimeout time.Duration
 	// MaxVM caps the VM timeout (e.g. to stay within go test -timeout).
 	MaxVM time.Duration
-	// Plan, when set, is used exactly as it is (a replay): Run, Env and
-	// TestTimeout are ignored.
-	Plan *guestrun.Plan
+	// Plan, when set, is used as it is (a replay): Run, Env and
+	// TestTimeout are ignored. Its per-test timeout was scaled for
+	// PlanAccel; on a slower accelerator it is scaled up by the same
+	// factor as boot.ScaleTimeouts (never down).
+	Plan      *guestrun.Plan
+	PlanAccel string
 	// QEMU replaces qemu-system-x86_64 (tests use a fake).
 	QEMU string
 	// CacheRoot is where the accelerator probe caches its verdict.
@@ -167,6 +170,13 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 	case o.Plan != nil:
 		plan = *o.Plan
 		to.PerTest = plan.TestTimeout.D
+		if o.PlanAccel != "" && o.PlanAccel != verdict.Accel {
+			was := boot.ScaleTimeouts(o.PlanAccel, out.Debug, n).PerTest
+			now := boot.ScaleTimeouts(verdict.Accel, out.Debug, n).PerTest
+			if now > was {
+				to.PerTest = time.Duration(float64(to.PerTest) * float64(now) / float64(was))
+			}
+		}
 	case o.TestTimeout > 0:
 		to.PerTest = o.TestTimeout
 	}

@@ -139,6 +139,39 @@ func TestRunReplaysAPlan(t *testing.T) {
 	}
 }
 
+// TestRunReplayTimeoutOnSlowerAccel checks that a plan recorded under one
+// accelerator keeps its per-test timeout on the same or a faster one, and
+// gets it scaled up on a slower one (a KVM recording replayed under TCG).
+func TestRunReplayTimeoutOnSlowerAccel(t *testing.T) {
+	tests := []struct {
+		recorded, now string
+		want          time.Duration
+	}{
+		{"", "tcg", 42 * time.Second},
+		{"tcg", "tcg", 42 * time.Second},
+		{"kvm", "kvm", 42 * time.Second},
+		{"tcg", "kvm", 42 * time.Second},
+		{"kvm", "tcg", 3 * 42 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.recorded+"->"+tt.now, func(t *testing.T) {
+			o := setup(t, fakeConsole)
+			o.Plan = &guestrun.Plan{Mode: guestrun.ModeRun, TestTimeout: guestrun.Duration{D: 42 * time.Second}}
+			o.PlanAccel, o.Accel = tt.recorded, tt.now
+			if _, err := Run(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			got, err := guestrun.ReadPlan(filepath.Join(o.RunDir, guestrun.PlanFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.TestTimeout.D != tt.want {
+				t.Errorf("per-test timeout %s, want %s", got.TestTimeout.D, tt.want)
+			}
+		})
+	}
+}
+
 func TestRunStuckGuest(t *testing.T) {
 	defer func(d time.Duration) { stepSlack = d }(stepSlack)
 	stepSlack = time.Second
