@@ -7,6 +7,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/nlmmap/nlmmap/guest/guesttest"
 	"github.com/nlmmap/nlmmap/guest/nlmsg"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
@@ -203,6 +204,7 @@ func linkMsg(typ uint16, flags uint16, seq uint32, name, kind string) nlmsg.Mess
 // exact contents, nothing lost.
 func TestCopyFallbackRouteEvents(t *testing.T) {
 	requireRings(t)
+	guesttest.NeedsPatch(t, 6) // acks built in the ring (VALID frames)
 	const name = "nlmr0"
 	actor := netlinkSocket(t, unix.NETLINK_ROUTE)
 	t.Cleanup(func() { rtnlDo(actor, linkMsg(unix.RTM_DELLINK, 0, 99, name, "")) })
@@ -266,6 +268,7 @@ func TestCopyFallbackRouteEvents(t *testing.T) {
 // return each exactly, with the sender's port ID as source.
 func TestCopyFallbackUsersock(t *testing.T) {
 	requireRings(t)
+	guesttest.NeedsPatch(t, 4) // COPY frames and dumps in the ring
 	const group = 3
 	rx := mustParams(t, 512, 16)
 	c := dialRing(t, unix.NETLINK_USERSOCK, rx)

@@ -28,24 +28,33 @@ var ringSupport struct {
 // requireRings skips t outside the VM, and on a kernel without
 // memory-mapped netlink (setsockopt NETLINK_RX_RING answers ENOPROTOOPT).
 //
-// The tests check the rings' state through NETLINK_SOCK_DIAG as well as
-// through the ring itself, so on a prefix of the series they need patch 09.
+// On a prefix of the series it needs patch 02 (the socket options); tests
+// that rely on later patches say so with guesttest.NeedsPatch, and what is
+// read back through NETLINK_SOCK_DIAG is checked from patch 09 on
+// (diagHasRings).
 func requireRings(t *testing.T) {
 	t.Helper()
 	guesttest.SkipIfNotInVM(t)
-	guesttest.NeedsPatch(t, 9)
+	guesttest.NeedsPatch(t, 2)
 	ringSupport.once.Do(func() {
+		// Only the socket option: mapping the ring is patch 03's.
 		p, err := ring.ParamsFor(4096, 1)
 		if err != nil {
 			ringSupport.err = err
 			return
 		}
-		c, err := ring.Dial(unix.NETLINK_ROUTE, ring.Config{RX: p})
+		fd, err := openNetlink(unix.NETLINK_ROUTE)
 		if err != nil {
 			ringSupport.err = err
 			return
 		}
-		ringSupport.err = c.Close()
+		defer unix.Close(fd)
+		if err := setRingRaw(fd, ring.OptRXRing, paramsReq(p)); err != nil {
+			if errors.Is(err, unix.ENOPROTOOPT) {
+				err = fmt.Errorf("%w: %w", ring.ErrNotSupported, err)
+			}
+			ringSupport.err = err
+		}
 	})
 	switch err := ringSupport.err; {
 	case errors.Is(err, ring.ErrNotSupported):

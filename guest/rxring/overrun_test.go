@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/nlmmap/nlmmap/guest/guesttest"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
 )
@@ -75,6 +76,7 @@ func (r *rawRing) frameCopy(i int) []byte {
 // nothing but SKIP frames drops too. Frames are 4, messages are acks.
 func TestSkipSteppedOver(t *testing.T) {
 	requireRings(t)
+	guesttest.NeedsPatch(t, 6) // acks built in the ring (VALID frames)
 	r := newRawRing(t, unix.NETLINK_ROUTE, mustParams(t, pageSize/4, 4), ring.Params{})
 	r.sendAcks(t, 1, 4)
 	r.wantAcks(t, []int{0, 1, 2, 3}, []uint32{1, 2, 3, 4})
@@ -154,6 +156,7 @@ func TestSkipSteppedOver(t *testing.T) {
 // sequence numbers read are exactly the delivered ones, increasing.
 func TestOverrun(t *testing.T) {
 	requireRings(t)
+	guesttest.NeedsPatch(t, 6) // acks built in the ring (VALID frames)
 	r := newRawRing(t, unix.NETLINK_ROUTE, mustParams(t, pageSize/4, 4), ring.Params{})
 	drops0 := diag(t, r.fd).Drops()
 	var got []uint32
@@ -216,6 +219,7 @@ func TestOverrun(t *testing.T) {
 // sent after it; never one twice.
 func TestOverrunThroughConn(t *testing.T) {
 	requireRings(t)
+	guesttest.NeedsPatch(t, 6) // acks built in the ring (VALID frames)
 	c := dialRing(t, unix.NETLINK_ROUTE, mustParams(t, pageSize/4, 4))
 	send := func(from, to uint32) {
 		connFD(t, c, func(fd int) {
@@ -259,6 +263,7 @@ func TestOverrunThroughConn(t *testing.T) {
 // next frame, and Receive returns it first.
 func TestAbandonedFrameIsEmptyValid(t *testing.T) {
 	requireRings(t)
+	guesttest.NeedsPatch(t, 6) // acks built in the ring (VALID frames)
 	rx := mustParams(t, pageSize, 8)
 	c := dialRing(t, unix.NETLINK_ROUTE, rx)
 	var fd int
@@ -335,6 +340,7 @@ func TestAbandonedFrameIsEmptyValid(t *testing.T) {
 // even when older ones were given back out of order.
 func TestPollIn(t *testing.T) {
 	requireRings(t)
+	guesttest.NeedsPatch(t, 6) // acks built in the ring (VALID frames)
 	r := newRawRing(t, unix.NETLINK_ROUTE, mustParams(t, pageSize/4, 4), ring.Params{})
 	want := func(when string, in bool) {
 		t.Helper()
@@ -384,6 +390,7 @@ func TestPollIn(t *testing.T) {
 // recvmsg() or poll().)
 func TestCopyAfterOverrunWithFreeFrames(t *testing.T) {
 	requireRings(t)
+	guesttest.NeedsPatch(t, 4) // COPY frames and dumps in the ring
 	const name = "nlmr1"
 	actor := netlinkSocket(t, unix.NETLINK_ROUTE)
 	t.Cleanup(func() { rtnlDo(actor, linkMsg(unix.RTM_DELLINK, 0, 99, name, "")) })

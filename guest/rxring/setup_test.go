@@ -7,6 +7,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/nlmmap/nlmmap/guest/guesttest"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
 )
@@ -91,6 +92,9 @@ func TestRingSetupErrors(t *testing.T) {
 					}
 				}
 				// What the kernel reports must match what it accepted.
+				if !diagHasRings() {
+					return
+				}
 				d := diag(t, fd)
 				got := d.RX
 				if opt == ring.OptTXRing {
@@ -134,6 +138,9 @@ func TestRingSetupBusy(t *testing.T) {
 	p2 := mustParams(t, pageSize, 2)
 	check := func(step string, rx, tx *ring.Params) {
 		t.Helper()
+		if !diagHasRings() {
+			return
+		}
 		d := diag(t, fd)
 		if !sameRing(d.RX, rx) || !sameRing(d.TX, tx) {
 			t.Errorf("%s: sock_diag reports RX %v TX %v, want RX %v TX %v", step, d.RX, d.TX, rx, tx)
@@ -185,6 +192,7 @@ func TestRingSetupBusy(t *testing.T) {
 // it.
 func TestRXRingSetupBusyWithQueuedMessage(t *testing.T) {
 	requireRings(t)
+	guesttest.NeedsPatch(t, 6) // acks built in the ring (VALID frames)
 	fd := netlinkSocket(t, unix.NETLINK_ROUTE)
 	rx := mustParams(t, pageSize/2, 4)
 	send := func(seq uint32) {
@@ -295,7 +303,7 @@ func TestRingSetupNeedsCapNetAdmin(t *testing.T) {
 	if err := setRingRaw(rootFD, ring.OptRXRing, paramsReq(p)); err != nil {
 		t.Fatalf("root: setsockopt NETLINK_RX_RING: %v", err)
 	}
-	if d := diag(t, rootFD); !sameRing(d.RX, &p) {
+	if d := diag(t, rootFD); diagHasRings() && !sameRing(d.RX, &p) {
 		t.Errorf("sock_diag reports RX %v, want %v", d.RX, p)
 	}
 }
