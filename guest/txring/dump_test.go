@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlmmap/nlmmap/guest/guesttest"
 	"github.com/nlmmap/nlmmap/guest/nldiag"
 	"github.com/nlmmap/nlmmap/guest/nlmsg"
 	"github.com/nlmmap/nlmmap/guest/ring"
@@ -41,6 +42,7 @@ var linksFlag = flag.Int("txring.links", 0,
 // ring.
 func TestDumpManyLinks(t *testing.T) {
 	setup(t)
+	guesttest.NeedsPatch(t, 8) // requests sent from the TX ring
 	n := *linksFlag
 	if n == 0 {
 		n = 2000
@@ -130,6 +132,7 @@ func TestDumpManyLinks(t *testing.T) {
 // those of a plain dump, in the same order.
 func TestDumpGenlCtrl(t *testing.T) {
 	setup(t)
+	guesttest.NeedsPatch(t, 8) // requests sent from the TX ring
 	fams := genlFamilies(t, messages(t, plainDump(t, unix.NETLINK_GENERIC, dumpGenlFamilies(1))), 1)
 	if !slices.Contains(slices.Collect(maps.Values(fams)), "nlctrl") {
 		t.Fatalf("plain dump of the families lacks nlctrl: %v", fams)

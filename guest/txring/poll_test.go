@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlmmap/nlmmap/guest/guesttest"
 	"github.com/nlmmap/nlmmap/guest/nlmsg"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
@@ -19,6 +20,7 @@ import (
 // user space holds (SKIP), and no longer once the frames are read.
 func TestPollIn(t *testing.T) {
 	setup(t)
+	guesttest.NeedsPatch(t, 8) // requests sent from the TX ring
 	c := dial(t, unix.NETLINK_ROUTE, ring.Config{RX: mustParams(t, 4096, 4), TX: mustParams(t, 2048, 4)})
 	fd := connFD(t, c)
 	send := func(b []byte) {
@@ -141,6 +143,7 @@ func wantAnswer(t *testing.T, c *ring.Conn, want string, copied bool) {
 // frame at the kernel's position behind a free one.)
 func TestPollOut(t *testing.T) {
 	setup(t)
+	guesttest.NeedsPatch(t, 8) // the TX ring
 	c := dial(t, unix.NETLINK_ROUTE, ring.Config{RX: mustParams(t, 4096, 16), TX: mustParams(t, 2048, 4)})
 	fd := connFD(t, c)
 	frames := int(c.TX().FrameNr)

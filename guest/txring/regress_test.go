@@ -6,6 +6,7 @@ package txring
 import (
 	"testing"
 
+	"github.com/nlmmap/nlmmap/guest/guesttest"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
 )
@@ -19,6 +20,7 @@ import (
 // and came as COPY even with 16 KiB frames.
 func TestDumpPartsFitFramesAfterLargeRecvmsg(t *testing.T) {
 	setup(t)
+	guesttest.NeedsPatch(t, 8) // requests sent from the TX ring
 	createDummies(t, 100)
 
 	// A plain socket answers one request into a 64 KiB buffer, then gets
@@ -64,6 +66,8 @@ func TestDumpPartsFitFramesAfterLargeRecvmsg(t *testing.T) {
 // set, so a full TX ring still reported POLLWRBAND.
 func TestPollNoWriteBandOnFullTXRing(t *testing.T) {
 	setup(t)
+	guesttest.NeedsPatch(t, 8) // the TX ring
+
 	const pollWrNorm, pollWrBand = 0x100, 0x200 // x/sys/unix lacks them
 	c := dial(t, unix.NETLINK_ROUTE, ring.Config{RX: mustParams(t, 4096, 4), TX: mustParams(t, 2048, 1)})
 	if err := c.Enqueue(noop(1)); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/nlmmap/nlmmap/guest/guesttest"
 	"github.com/nlmmap/nlmmap/guest/nldiag"
 	"github.com/nlmmap/nlmmap/guest/ring"
 	"golang.org/x/sys/unix"
@@ -18,6 +19,7 @@ import (
 // mapping, and none of the ring attributes without NDIAG_SHOW_RING_CFG.
 func TestDiagRingConfig(t *testing.T) {
 	setup(t)
+	guesttest.NeedsPatch(t, 9) // ring configuration in sock_diag
 	tests := []struct {
 		name   string
 		family int
