@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nlmmap/nlmmap/guest/nlmsg"
@@ -298,16 +299,35 @@ func (r *ringTransport) sendBatch(bs [][]byte) error {
 	return opError("send", r.c.Flush())
 }
 
-func (r *ringTransport) sendmsg(b []byte) error {
-	rc, err := r.c.SyscallConn()
+func (r *ringTransport) sendmsg(b []byte) error              { return sendmsgOn(r.c, b) }
+func (r *ringTransport) control(fn func(fd int) error) error { return controlOn(r.c, fn) }
+
+func (r *ringTransport) setReadDeadline(t time.Time) error { return r.c.SetReadDeadline(t) }
+func (r *ringTransport) mapped() (bool, bool)              { return true, r.c.TX().Enabled() }
+func (r *ringTransport) rx() ring.Params                   { return r.c.RX() }
+func (r *ringTransport) portID() (uint32, error)           { return r.c.PortID() }
+func (r *ringTransport) close() error                      { return r.c.Close() }
+
+// sendmsgOn sends b to the kernel (port 0) on the socket of sc, waiting
+// for room if the socket is full.
+func sendmsgOn(sc syscall.Conn, b []byte) error {
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return opError("sendmsg", err)
 	}
-	return opError("sendmsg", sendmsgRaw(rc, b))
+	werr := rc.Write(func(fd uintptr) bool {
+		err = unix.Sendto(int(fd), b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return !errors.Is(err, unix.EAGAIN)
+	})
+	if werr != nil {
+		return opError("sendmsg", werr)
+	}
+	return opError("sendmsg", err)
 }
 
-func (r *ringTransport) control(fn func(fd int) error) error {
-	rc, err := r.c.SyscallConn()
+// controlOn runs fn with the descriptor of sc's socket.
+func controlOn(sc syscall.Conn, fn func(fd int) error) error {
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return err
 	}
@@ -316,28 +336,6 @@ func (r *ringTransport) control(fn func(fd int) error) error {
 		return err
 	}
 	return ferr
-}
-
-func (r *ringTransport) setReadDeadline(t time.Time) error { return r.c.SetReadDeadline(t) }
-func (r *ringTransport) mapped() (bool, bool)              { return true, r.c.TX().Enabled() }
-func (r *ringTransport) rx() ring.Params                   { return r.c.RX() }
-func (r *ringTransport) portID() (uint32, error)           { return r.c.PortID() }
-func (r *ringTransport) close() error                      { return r.c.Close() }
-
-// sendmsgRaw sends b to the kernel (port 0) on the socket of rc, waiting
-// for room if the socket is full.
-func sendmsgRaw(rc interface {
-	Write(func(fd uintptr) bool) error
-}, b []byte) error {
-	var err error
-	werr := rc.Write(func(fd uintptr) bool {
-		err = unix.Sendto(int(fd), b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
-		return !errors.Is(err, unix.EAGAIN)
-	})
-	if werr != nil {
-		return werr
-	}
-	return err
 }
 
 // plainTransport is a socket without rings: recvmsg and sendmsg.
@@ -397,25 +395,8 @@ func (p *plainTransport) sendBatch(bs [][]byte) error {
 	return nil
 }
 
-func (p *plainTransport) sendmsg(b []byte) error {
-	rc, err := p.f.SyscallConn()
-	if err != nil {
-		return opError("sendmsg", err)
-	}
-	return opError("sendmsg", sendmsgRaw(rc, b))
-}
-
-func (p *plainTransport) control(fn func(fd int) error) error {
-	rc, err := p.f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
-}
+func (p *plainTransport) sendmsg(b []byte) error              { return sendmsgOn(p.f, b) }
+func (p *plainTransport) control(fn func(fd int) error) error { return controlOn(p.f, fn) }
 
 func (p *plainTransport) setReadDeadline(t time.Time) error { return p.f.SetReadDeadline(t) }
 func (p *plainTransport) mapped() (bool, bool)              { return false, false }
