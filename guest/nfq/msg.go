@@ -237,14 +237,9 @@ type Packet struct {
 // parsePacket decodes an NFQNL_MSG_PACKET message.
 func parsePacket(m nlmsg.Message) (Packet, error) {
 	var p Packet
-	if m.Type != msgType(nfnlSubsysQueue, nfqnlMsgPacket) {
-		return p, fmt.Errorf("message type %#x is not NFQNL_MSG_PACKET: %w", m.Type, nlmsg.ErrMalformed)
-	}
-	if len(m.Data) < nfgenmsgLen {
-		return p, fmt.Errorf("NFQNL_MSG_PACKET of %d bytes: %w", len(m.Data), nlmsg.ErrMalformed)
-	}
-	p.Queue = binary.BigEndian.Uint16(m.Data[2:])
-	attrs, err := nlmsg.Attrs(m.Data[nfgenmsgLen:])
+	var attrs []nlmsg.Attr
+	var err error
+	p.Queue, attrs, err = nfgenAttrs(m, msgType(nfnlSubsysQueue, nfqnlMsgPacket), "NFQNL_MSG_PACKET")
 	if err != nil {
 		return p, err
 	}
@@ -301,14 +296,9 @@ type LogPacket struct {
 // parseLogPacket decodes an NFULNL_MSG_PACKET message.
 func parseLogPacket(m nlmsg.Message) (LogPacket, error) {
 	var p LogPacket
-	if m.Type != msgType(nfnlSubsysULOG, nfulnlMsgPacket) {
-		return p, fmt.Errorf("message type %#x is not NFULNL_MSG_PACKET: %w", m.Type, nlmsg.ErrMalformed)
-	}
-	if len(m.Data) < nfgenmsgLen {
-		return p, fmt.Errorf("NFULNL_MSG_PACKET of %d bytes: %w", len(m.Data), nlmsg.ErrMalformed)
-	}
-	p.Group = binary.BigEndian.Uint16(m.Data[2:])
-	attrs, err := nlmsg.Attrs(m.Data[nfgenmsgLen:])
+	var attrs []nlmsg.Attr
+	var err error
+	p.Group, attrs, err = nfgenAttrs(m, msgType(nfnlSubsysULOG, nfulnlMsgPacket), "NFULNL_MSG_PACKET")
 	if err != nil {
 		return p, err
 	}
@@ -348,6 +338,20 @@ func parseLogPacket(m nlmsg.Message) (LogPacket, error) {
 		return p, fmt.Errorf("NFULNL_MSG_PACKET without NFULA_PACKET_HDR: %w", nlmsg.ErrMalformed)
 	}
 	return p, nil
+}
+
+// nfgenAttrs checks that m is an nfnetlink message of type typ (named
+// name in errors) and returns the res_id of its struct nfgenmsg (the
+// queue number or log group) and its attributes.
+func nfgenAttrs(m nlmsg.Message, typ uint16, name string) (uint16, []nlmsg.Attr, error) {
+	if m.Type != typ {
+		return 0, nil, fmt.Errorf("message type %#x is not %s: %w", m.Type, name, nlmsg.ErrMalformed)
+	}
+	if len(m.Data) < nfgenmsgLen {
+		return 0, nil, fmt.Errorf("%s of %d bytes: %w", name, len(m.Data), nlmsg.ErrMalformed)
+	}
+	attrs, err := nlmsg.Attrs(m.Data[nfgenmsgLen:])
+	return binary.BigEndian.Uint16(m.Data[2:]), attrs, err
 }
 
 func be32(a nlmsg.Attr, name string) (uint32, error) {
