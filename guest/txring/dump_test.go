@@ -272,21 +272,32 @@ func readDump(t *testing.T, c *ring.Conn, seq uint32, stall func()) []datagram {
 			stall()
 			stall = nil
 		}
-		rec, err := c.Receive()
-		if err != nil {
-			t.Fatalf("dump seq %d: receive after POLLIN, %d datagrams in: %v", seq, len(ds), err)
-		}
-		ds = append(ds, datagram{data: rec.Data, copied: rec.Copied})
-		msgs, err := nlmsg.Parse(rec.Data)
-		if err != nil {
-			t.Fatalf("dump seq %d, datagram %d: %v", seq, len(ds), err)
-		}
-		for _, m := range msgs {
-			if m.Seq == seq && (m.Type == unix.NLMSG_DONE || m.Err() != nil) {
-				return ds
-			}
+		if receiveDumpPart(t, c, seq, "receive after POLLIN", &ds) {
+			return ds
 		}
 	}
+}
+
+// receiveDumpPart receives the next datagram of the dump with sequence
+// number seq from c, appends it to *ds, and reports whether it ended the
+// dump (NLMSG_DONE or an error). what names the receive in a failure.
+func receiveDumpPart(t *testing.T, c *ring.Conn, seq uint32, what string, ds *[]datagram) bool {
+	t.Helper()
+	rec, err := c.Receive()
+	if err != nil {
+		t.Fatalf("dump seq %d: %s, %d datagrams in: %v", seq, what, len(*ds), err)
+	}
+	*ds = append(*ds, datagram{data: rec.Data, copied: rec.Copied})
+	msgs, err := nlmsg.Parse(rec.Data)
+	if err != nil {
+		t.Fatalf("dump seq %d, datagram %d: %v", seq, len(*ds), err)
+	}
+	for _, m := range msgs {
+		if m.Seq == seq && (m.Type == unix.NLMSG_DONE || m.Err() != nil) {
+			return true
+		}
+	}
+	return false
 }
 
 // readDumpByRecvmsg reads the dump with sequence number seq from c until
@@ -325,20 +336,9 @@ func readDumpByRecvmsg(t *testing.T, c *ring.Conn, seq uint32, stall func()) []d
 			stall = nil
 		}
 		// A VALID frame is at the reader's head: Receive does not wait.
-		rec, err := c.Receive()
-		if err != nil {
-			t.Fatalf("dump seq %d: receive, %d datagrams in: %v", seq, len(ds), err)
-		}
-		ds = append(ds, datagram{data: rec.Data, copied: rec.Copied})
-		msgs, err := nlmsg.Parse(rec.Data)
-		if err != nil {
-			t.Fatalf("dump seq %d, datagram %d: %v", seq, len(ds), err)
-		}
-		for _, m := range msgs {
-			if m.Seq == seq && (m.Type == unix.NLMSG_DONE || m.Err() != nil) {
-				t.Logf("recvmsg continued the dump %d times", continued)
-				return ds
-			}
+		if receiveDumpPart(t, c, seq, "receive", &ds) {
+			t.Logf("recvmsg continued the dump %d times", continued)
+			return ds
 		}
 	}
 }
